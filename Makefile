@@ -1,0 +1,51 @@
+# kvmount: `make demo` runs the main job, `make test` runs every test.
+# Steps that need the network (modules, builds, test compilation) run first;
+# the tests themselves run in a loopback-only network namespace.
+
+GO       ?= go
+BIN      := $(CURDIR)/bin
+PKGS     := ./...
+TESTARGS ?=
+
+.PHONY: all build vet cluster-bins test test-compile host-deps demo tidy clean
+
+all: build
+
+## build: the kvmount command into bin/
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## vet: go vet over both modules
+vet:
+	$(GO) vet $(PKGS)
+	cd tools/cluster && $(GO) vet ./...
+
+## cluster-bins: etcd, kube-apiserver, kube-controller-manager, kubelet and fakecri into bin/ (cached)
+cluster-bins:
+	tools/cluster/build.sh $(BIN)
+
+## host-deps: the few host tools the tests need (iproute2, util-linux, mount)
+host-deps:
+	scripts/host-deps.sh
+
+## test-compile: download modules and compile every test binary (needs the network)
+test-compile:
+	$(GO) mod download
+	cd tools/cluster && $(GO) mod download
+	$(GO) test -count=1 -run '^$$' $(PKGS) >/dev/null
+
+## test: everything above, then every test with loopback as the only network
+test: host-deps build vet cluster-bins test-compile
+	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -count=1 -timeout 40m -v $(TESTARGS) $(PKGS)
+
+## demo: the seed's three identity methods on a local node
+demo: build cluster-bins
+	$(BIN)/kvmount demo
+
+## tidy: go mod tidy (see DESIGN.md for why -e may be needed)
+tidy:
+	$(GO) mod tidy -e
+	cd tools/cluster && $(GO) mod tidy
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"kvmount.dev/kvmount/internal/localcluster"
+)
+
+// upConfig is what `kvmount up` is told by its flags.
+type upConfig struct {
+	nodes    int
+	dir      string
+	basePort int
+}
+
+func parseUp(args []string) (upConfig, error) {
+	var cfg upConfig
+	fs := flag.NewFlagSet("kvmount up", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&cfg.nodes, "nodes", 1, "number of kubelet nodes")
+	fs.StringVar(&cfg.dir, "dir", "/var/lib/kvmount/cluster", "state directory (PKI, etcd data, kubelet root dirs, logs); reused on the next start")
+	fs.IntVar(&cfg.basePort, "base-port", 16443, "API server port; etcd, kube-controller-manager and kubelets use the ports just above it")
+	if err := fs.Parse(args); err != nil {
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if cfg.nodes < 1 || cfg.nodes > 20 {
+		return cfg, fmt.Errorf("--nodes %d: choose between 1 and 20", cfg.nodes)
+	}
+	if cfg.basePort < 1024 || cfg.basePort > 65000 {
+		return cfg, fmt.Errorf("--base-port %d: choose between 1024 and 65000", cfg.basePort)
+	}
+	return cfg, nil
+}
+
+// up starts a local cluster, prints how to use it and keeps it running until
+// ctx is cancelled (Ctrl-C), then stops it cleanly.
+func up(ctx context.Context, args []string) error {
+	cfg, err := parseUp(args)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("up must run as root: kubelet mounts tmpfs volumes and writes under its root dir; try `sudo kvmount up`")
+	}
+	progress := newProgress(os.Stdout)
+	defer progress.close()
+	binDir, err := ensureClusterBins(ctx, progress)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	cluster, err := localcluster.Start(ctx, localcluster.Config{
+		Dir: cfg.dir, BinDir: binDir, Nodes: cfg.nodes, BasePort: cfg.basePort, Logf: progress.step,
+	})
+	if err != nil {
+		return err
+	}
+	progress.close()
+	fmt.Printf("\nLocal cluster up in %s: %d node(s) Ready.\n", time.Since(start).Round(100*time.Millisecond), cfg.nodes)
+	fmt.Printf("  kubeconfig: %s\n", cluster.KubeconfigPath)
+	fmt.Printf("  try:        kubectl --kubeconfig %s get nodes\n", cluster.KubeconfigPath)
+	fmt.Printf("  logs:       %s\n", filepath.Join(cfg.dir, "logs"))
+	fmt.Println("Press Ctrl-C to stop.")
+	<-ctx.Done()
+	fmt.Println("\nstopping: ending every component and unmounting pod volumes ...")
+	if err := cluster.Stop(); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	fmt.Println("stopped; state kept in", cfg.dir)
+	return nil
+}
+
+// ensureClusterBins finds the cluster binaries, building them from the source
+// tree (with their build output shown) when they are missing.
+func ensureClusterBins(ctx context.Context, p *progress) (string, error) {
+	binDir, err := localcluster.FindBinDir()
+	if err != nil {
+		return "", err
+	}
+	if len(localcluster.MissingBinaries(binDir)) == 0 {
+		return binDir, nil
+	}
+	root, err := localcluster.RepoRoot()
+	if err != nil {
+		return "", fmt.Errorf("cluster binaries missing in %s and no source tree to build them from: run `make cluster-bins` in the kvmount checkout", binDir)
+	}
+	p.step("building the Kubernetes binaries into %s (first time only, a few minutes)", binDir)
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "tools", "cluster", "build.sh"), binDir)
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build cluster binaries: %w", err)
+	}
+	return binDir, nil
+}
+
+// progress prints each start-up step with the time since start, and a
+// "still …" line every few seconds while a step takes long, so the terminal
+// is never silent for minutes.
+type progress struct {
+	out   io.Writer
+	start time.Time
+
+	mu      sync.Mutex // guards current, since and done
+	current string
+	since   time.Time
+	done    chan struct{}
+}
+
+func newProgress(out io.Writer) *progress {
+	p := &progress{out: out, start: time.Now(), done: make(chan struct{})}
+	go p.tick()
+	return p
+}
+
+func (p *progress) step(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.current, p.since = fmt.Sprintf(format, args...), time.Now()
+	fmt.Fprintf(p.out, "[%5.1fs] %s\n", time.Since(p.start).Seconds(), p.current)
+}
+
+func (p *progress) tick() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			if p.current != "" && time.Since(p.since) >= 5*time.Second {
+				fmt.Fprintf(p.out, "[%5.1fs]   still %s (%s)\n", time.Since(p.start).Seconds(), p.current, time.Since(p.since).Round(time.Second))
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+func (p *progress) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
+	}
+}

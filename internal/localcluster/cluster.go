@@ -1,0 +1,174 @@
+// Package localcluster runs a real Kubernetes control plane (etcd,
+// kube-apiserver, kube-controller-manager) and N real kubelets on loopback,
+// each kubelet with its own root dir and a fake CRI runtime. Containers are
+// never started, but kubelet really mounts every volume, CSI ones included,
+// which is what kvmount's end-to-end tests and demo need.
+//
+// Everything a cluster creates lives under Config.Dir; Stop ends every child
+// process and unmounts everything below that dir.
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	cfg   Config
+	ports Ports
+	ca    *authority
+
+	// KubeconfigPath is an admin kubeconfig for the cluster.
+	KubeconfigPath string
+	// Server is the API server's URL, which is also the service-account
+	// token issuer (its OIDC discovery is open to anonymous readers).
+	Server string
+	// Nodes describes each kubelet, in order.
+	Nodes []Node
+
+	mu    sync.Mutex // guards procs
+	procs []*process
+}
+
+// Node is one kubelet of the cluster.
+type Node struct {
+	Name string
+	// RootDir is kubelet's --root-dir: pods' volumes are under
+	// RootDir/pods/<uid>/volumes, plugin sockets under RootDir/plugins and
+	// registration sockets under RootDir/plugins_registry.
+	RootDir string
+	// CRIEndpoint is the fake runtime's socket.
+	CRIEndpoint string
+}
+
+// Start brings the cluster up and waits until the API server is ready and
+// every node reports Ready. On failure everything it started is stopped and
+// unmounted again before the error is returned.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if missing := MissingBinaries(cfg.BinDir); len(missing) > 0 {
+		return nil, fmt.Errorf("cluster binaries %v missing in %s: run `make cluster-bins`", missing, cfg.BinDir)
+	}
+	ports, err := cfg.ports()
+	if err != nil {
+		return nil, err
+	}
+	if err := ports.check(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, ports: ports, Server: "https://127.0.0.1:" + strconv.Itoa(ports.APIServer)}
+	if err := c.start(ctx); err != nil {
+		stopErr := c.Stop()
+		return nil, errors.Join(err, stopErr)
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	for _, d := range []string{c.cfg.Dir, c.path("pki"), c.path("logs"), c.path("etcd")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	// A kubelet killed without Stop (power loss, kill -9 of kvmount) can
+	// leave tmpfs mounts behind; clear them before reusing the dir.
+	if err := UnmountAll(c.cfg.Dir); err != nil {
+		return fmt.Errorf("clear stale mounts under %s: %w", c.cfg.Dir, err)
+	}
+	steps := []struct {
+		what string
+		fn   func(context.Context) error
+	}{
+		{"writing certificates and kubeconfigs", c.writePKI},
+		{"starting etcd", c.startEtcd},
+		{"starting kube-apiserver", c.startAPIServer},
+		{"starting kube-controller-manager", c.startControllerManager},
+		{fmt.Sprintf("starting %d kubelet(s)", c.cfg.Nodes), c.startNodes},
+		{"waiting for nodes to be Ready", c.waitNodesReady},
+	}
+	for _, s := range steps {
+		c.cfg.Logf("%s", s.what)
+		if err := s.fn(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop ends every child process (kubelets first, etcd last) and unmounts
+// everything below Config.Dir. It is safe to call more than once.
+func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	procs := c.procs
+	c.procs = nil
+	c.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].stop(10 * time.Second)
+	}
+	return UnmountAll(c.cfg.Dir)
+}
+
+// PIDs returns the process IDs of every running child, which are also their
+// process group IDs.
+func (c *Cluster) PIDs() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pids := make([]int, 0, len(c.procs))
+	for _, p := range c.procs {
+		pids = append(pids, p.pid())
+	}
+	return pids
+}
+
+// Ports returns the ports the cluster listens on.
+func (c *Cluster) Ports() Ports { return c.ports }
+
+// CAPath is the cluster CA's certificate, trusted by every component.
+func (c *Cluster) CAPath() string { return c.ca.certPath }
+
+// RESTConfig returns an admin client configuration.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.KubeconfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", c.KubeconfigPath, err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	return cfg, nil
+}
+
+// Client returns an admin clientset.
+func (c *Cluster) Client() (kubernetes.Interface, error) {
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+func (c *Cluster) path(elem ...string) string {
+	return filepath.Join(append([]string{c.cfg.Dir}, elem...)...)
+}
+
+func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
+	p, err := startProcess(c.path("logs"), name, filepath.Join(c.cfg.BinDir, bin), args...)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p, nil
+}

@@ -1,0 +1,165 @@
+package localcluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config says where and how to run a local cluster.
+type Config struct {
+	// Dir holds all state: PKI, etcd data, kubeconfigs, logs, and one root
+	// dir per kubelet. Starting again in the same Dir reuses it.
+	Dir string
+	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kubelet
+	// and fakecri (see tools/cluster). Empty means FindBinDir.
+	BinDir string
+	// Nodes is how many kubelets to run; at least 1.
+	Nodes int
+	// NodeName names node i; nil means "node-<i>".
+	NodeName func(i int) string
+	// BasePort fixes every port as an offset from it, so that a user's
+	// kubeconfig stays valid across restarts: the API server listens on
+	// BasePort, etcd on +1 and +2, kube-controller-manager on +3, and node
+	// i's kubelet on +10+2i (healthz +11+2i). Zero picks free ports, which
+	// is what parallel tests want.
+	BasePort int
+	// SyncFrequency is kubelet's pod sync period, which also paces CSI
+	// republish (rotation). Zero keeps kubelet's default of one minute.
+	SyncFrequency time.Duration
+	// Logf receives progress lines; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// Ports are the loopback TCP ports the cluster listens on.
+type Ports struct {
+	EtcdClient, EtcdPeer, APIServer, ControllerManager int
+	// Kubelet and KubeletHealthz hold one port per node.
+	Kubelet, KubeletHealthz []int
+}
+
+func (c *Config) setDefaults() error {
+	if c.Dir == "" {
+		return errors.New("localcluster: Config.Dir is required")
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return fmt.Errorf("localcluster: dir %q: %w", c.Dir, err)
+	}
+	c.Dir = dir
+	if c.Nodes < 1 {
+		c.Nodes = 1
+	}
+	if c.NodeName == nil {
+		c.NodeName = func(i int) string { return fmt.Sprintf("node-%d", i) }
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.BinDir == "" {
+		bin, err := FindBinDir()
+		if err != nil {
+			return err
+		}
+		c.BinDir = bin
+	}
+	return nil
+}
+
+// ports derives every port from BasePort, or asks the kernel for free ones.
+func (c *Config) ports() (Ports, error) {
+	var p Ports
+	next := func(offset int) (int, error) {
+		if c.BasePort != 0 {
+			return c.BasePort + offset, nil
+		}
+		return freePort()
+	}
+	var err error
+	fixed := []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer, &p.ControllerManager}
+	for i, dst := range fixed {
+		if *dst, err = next(i); err != nil {
+			return p, err
+		}
+	}
+	for i := range c.Nodes {
+		kp, err := next(10 + 2*i)
+		if err != nil {
+			return p, err
+		}
+		hp, err := next(11 + 2*i)
+		if err != nil {
+			return p, err
+		}
+		p.Kubelet, p.KubeletHealthz = append(p.Kubelet, kp), append(p.KubeletHealthz, hp)
+	}
+	return p, nil
+}
+
+// check fails before anything starts when a port is already in use.
+func (p Ports) check() error {
+	named := map[string]int{"etcd": p.EtcdClient, "etcd peer": p.EtcdPeer, "kube-apiserver": p.APIServer, "kube-controller-manager": p.ControllerManager}
+	for i := range p.Kubelet {
+		named[fmt.Sprintf("kubelet %d", i)] = p.Kubelet[i]
+		named[fmt.Sprintf("kubelet %d healthz", i)] = p.KubeletHealthz[i]
+	}
+	var errs []error
+	for user, port := range named {
+		errs = append(errs, checkPortFree(port, user))
+	}
+	return errors.Join(errs...)
+}
+
+// binaries the cluster runs, all expected in BinDir.
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "fakecri"}
+
+// MissingBinaries lists the cluster binaries not present in binDir.
+func MissingBinaries(binDir string) []string {
+	var missing []string
+	for _, b := range binaries {
+		if fi, err := os.Stat(filepath.Join(binDir, b)); err != nil || fi.Mode()&0o111 == 0 {
+			missing = append(missing, b)
+		}
+	}
+	return missing
+}
+
+// FindBinDir locates the built cluster binaries: $KVMOUNT_BIN_DIR, the
+// directory of the running executable, or bin/ at the root of the source
+// tree that holds the working directory (how tests find them).
+func FindBinDir() (string, error) {
+	if d := os.Getenv("KVMOUNT_BIN_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	if exe, err := os.Executable(); err == nil {
+		if d := filepath.Dir(exe); len(MissingBinaries(d)) == 0 {
+			return d, nil
+		}
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", fmt.Errorf("find cluster binaries: set KVMOUNT_BIN_DIR or run from the kvmount source tree: %w", err)
+	}
+	return filepath.Join(root, "bin"), nil
+}
+
+// RepoRoot walks up from the working directory to the kvmount source tree's
+// root (the directory holding tools/cluster/build.sh).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "tools", "cluster", "build.sh")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the kvmount source tree")
+		}
+		dir = parent
+	}
+}

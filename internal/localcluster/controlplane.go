@@ -1,0 +1,208 @@
+package localcluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// serviceCIDR is the cluster's service range; nothing routes to it, but the
+// API server requires one.
+const serviceCIDR = "10.96.0.0/24"
+
+var loopback = []net.IP{net.ParseIP("127.0.0.1")}
+
+// writePKI creates (or reuses) the CA, the serving and client certificates,
+// the service-account key and the kubeconfigs.
+func (c *Cluster) writePKI(context.Context) error {
+	pki := c.path("pki")
+	ca, err := loadOrCreateCA(pki)
+	if err != nil {
+		return err
+	}
+	c.ca = ca
+	if _, _, err := ca.issue(pki, "apiserver", certSpec{
+		commonName: "kube-apiserver", server: true, ips: append(loopback, net.ParseIP("10.96.0.1")),
+		dnsNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+	}); err != nil {
+		return err
+	}
+	if _, _, err := ca.issue(pki, "apiserver-kubelet-client", certSpec{commonName: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}, client: true}); err != nil {
+		return err
+	}
+	if _, err := serviceAccountKey(pki); err != nil {
+		return err
+	}
+	if c.KubeconfigPath, err = c.kubeconfig("admin", certSpec{commonName: "kvmount-admin", orgs: []string{"system:masters"}, client: true}); err != nil {
+		return err
+	}
+	_, err = c.kubeconfig("controller-manager", certSpec{commonName: "system:kube-controller-manager", client: true})
+	return err
+}
+
+// kubeconfig issues a client certificate and writes <dir>/<name>.kubeconfig.
+func (c *Cluster) kubeconfig(name string, spec certSpec) (string, error) {
+	certPath, keyPath, err := c.ca.issue(c.path("pki"), name, spec)
+	if err != nil {
+		return "", err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kvmount"] = &clientcmdapi.Cluster{Server: c.Server, CertificateAuthority: c.ca.certPath}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: certPath, ClientKey: keyPath}
+	cfg.Contexts["kvmount"] = &clientcmdapi.Context{Cluster: "kvmount", AuthInfo: name}
+	cfg.CurrentContext = "kvmount"
+	path := c.path(name + ".kubeconfig")
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return "", fmt.Errorf("encode kubeconfig %s: %w", path, err)
+	}
+	return path, writeFileAtomic(path, data, 0o600)
+}
+
+func (c *Cluster) startEtcd(ctx context.Context) error {
+	client := "http://127.0.0.1:" + strconv.Itoa(c.ports.EtcdClient)
+	peer := "http://127.0.0.1:" + strconv.Itoa(c.ports.EtcdPeer)
+	p, err := c.run("etcd", "etcd",
+		"--name=kvmount", "--data-dir="+c.path("etcd"),
+		"--listen-client-urls="+client, "--advertise-client-urls="+client,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
+		"--initial-cluster=kvmount="+peer,
+		"--unsafe-no-fsync", // a throwaway local store: speed over durability
+		"--quota-backend-bytes=1073741824", "--log-level=warn")
+	if err != nil {
+		return err
+	}
+	return waitHTTP(ctx, p, http.DefaultClient, client+"/health", 60*time.Second)
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context) error {
+	pki := c.path("pki")
+	port := strconv.Itoa(c.ports.APIServer)
+	p, err := c.run("kube-apiserver", "kube-apiserver",
+		"--etcd-servers=http://127.0.0.1:"+strconv.Itoa(c.ports.EtcdClient),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+port,
+		// The kubernetes Service's endpoints would be 127.0.0.1, which
+		// Endpoints validation rejects; nothing here needs them.
+		"--endpoint-reconciler-type=none",
+		"--cert-dir="+pki,
+		"--tls-cert-file="+pki+"/apiserver.crt", "--tls-private-key-file="+pki+"/apiserver.key",
+		"--client-ca-file="+c.ca.certPath,
+		"--kubelet-client-certificate="+pki+"/apiserver-kubelet-client.crt",
+		"--kubelet-client-key="+pki+"/apiserver-kubelet-client.key",
+		"--kubelet-certificate-authority="+c.ca.certPath,
+		"--service-account-issuer="+c.Server,
+		"--service-account-key-file="+pki+"/sa.key",
+		"--service-account-signing-key-file="+pki+"/sa.key",
+		"--service-cluster-ip-range="+serviceCIDR,
+		"--authorization-mode=Node,RBAC",
+		"--allow-privileged=true",
+		"--profiling=false",
+		"--v=1")
+	if err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, p, c.adminHTTP(), c.Server+"/readyz", 120*time.Second); err != nil {
+		return err
+	}
+	return c.openIssuerDiscovery(ctx)
+}
+
+// openIssuerDiscovery lets anonymous clients read the service-account
+// issuer's OIDC discovery document and JWKS, as a workload-identity
+// federation (azsim's Entra ID) must to verify a pod's token.
+func (c *Cluster) openIssuerDiscovery(ctx context.Context) error {
+	cs, err := c.Client()
+	if err != nil {
+		return err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "kvmount:service-account-issuer-discovery"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:service-account-issuer-discovery"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "Group", Name: "system:unauthenticated"}},
+	}
+	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("open service-account issuer discovery: %w", err)
+	}
+	return nil
+}
+
+// startControllerManager runs the controllers kvmount relies on: the garbage
+// collector (pod-owned SecretProviderClassPodStatus and synced Secrets), the
+// namespace lifecycle, default service accounts and the root CA config map
+// that every pod's projected token volume needs.
+func (c *Cluster) startControllerManager(ctx context.Context) error {
+	pki := c.path("pki")
+	kubeconfig := c.path("controller-manager.kubeconfig")
+	p, err := c.run("kube-controller-manager", "kube-controller-manager",
+		"--kubeconfig="+kubeconfig,
+		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(c.ports.ControllerManager),
+		"--cert-dir="+pki,
+		"--leader-elect=false",
+		"--controllers=garbagecollector,namespace,serviceaccount,root-ca-cert-publisher",
+		"--root-ca-file="+c.ca.certPath,
+		"--service-account-private-key-file="+pki+"/sa.key",
+		"--use-service-account-credentials=false",
+		"--v=1")
+	if err != nil {
+		return err
+	}
+	url := "https://127.0.0.1:" + strconv.Itoa(c.ports.ControllerManager) + "/healthz"
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // self-signed serving cert, loopback only
+	return waitHTTP(ctx, p, insecure, url, 60*time.Second)
+}
+
+// adminHTTP is an HTTP client that trusts the cluster CA and presents the
+// admin certificate.
+func (c *Cluster) adminHTTP() *http.Client {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(c.ca.certPath); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	tlsCfg := &tls.Config{RootCAs: pool}
+	if cert, err := tls.LoadX509KeyPair(c.path("pki", "admin.crt"), c.path("pki", "admin.key")); err == nil {
+		tlsCfg.Certificates = []tls.Certificate{cert}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 5 * time.Second}
+}
+
+// waitHTTP polls url until it answers 200, the process exits, or timeout.
+func waitHTTP(ctx context.Context, p *process, client *http.Client, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		if done, err := p.exited(); done {
+			return fmt.Errorf("%s exited while starting (%v); last log lines from %s:\n%s", p.name, err, p.logPath, p.tail(15))
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s after %s (last answer: %s); see %s:\n%s", p.name, url, timeout, last, p.logPath, p.tail(15))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,182 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// startNodes starts a fake CRI and a kubelet for every node.
+func (c *Cluster) startNodes(ctx context.Context) error {
+	for i := range c.cfg.Nodes {
+		n, err := c.startNode(ctx, i)
+		if err != nil {
+			return err
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	return nil
+}
+
+func (c *Cluster) startNode(ctx context.Context, i int) (Node, error) {
+	name := c.cfg.NodeName(i)
+	base := c.path("nodes", name)
+	n := Node{Name: name, RootDir: filepath.Join(base, "kubelet"), CRIEndpoint: "unix://" + filepath.Join(base, "cri.sock")}
+	for _, d := range []string{n.RootDir, filepath.Join(base, "pod-logs"), filepath.Join(base, "volume-plugins")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return n, fmt.Errorf("node %s: %w", name, err)
+		}
+	}
+	_ = os.Remove(filepath.Join(base, "cri.sock")) // left by an unclean stop
+	cri, err := c.run(name+"-cri", "fakecri", "--endpoint="+n.CRIEndpoint)
+	if err != nil {
+		return n, err
+	}
+	if err := waitFile(ctx, cri, filepath.Join(base, "cri.sock"), 30*time.Second); err != nil {
+		return n, err
+	}
+	kubeconfig, err := c.kubeconfig("kubelet-"+name, certSpec{commonName: "system:node:" + name, orgs: []string{"system:nodes"}, client: true})
+	if err != nil {
+		return n, err
+	}
+	certPath, keyPath, err := c.ca.issue(c.path("pki"), "kubelet-serving-"+name, certSpec{commonName: name, dnsNames: []string{name, "localhost"}, ips: loopback, server: true})
+	if err != nil {
+		return n, err
+	}
+	configPath := filepath.Join(base, "kubelet-config.yaml")
+	cfg := c.kubeletConfig(i, n, base, certPath, keyPath)
+	if err := writeFileAtomic(configPath, []byte(cfg), 0o600); err != nil {
+		return n, err
+	}
+	kubelet, err := c.run(name+"-kubelet", "kubelet",
+		"--config="+configPath, "--kubeconfig="+kubeconfig,
+		"--root-dir="+n.RootDir, "--hostname-override="+name, "--node-ip=127.0.0.1",
+		"--v=1")
+	if err != nil {
+		return n, err
+	}
+	healthz := "http://127.0.0.1:" + strconv.Itoa(c.ports.KubeletHealthz[i]) + "/healthz"
+	return n, waitHTTP(ctx, kubelet, http.DefaultClient, healthz, 90*time.Second)
+}
+
+// kubeletConfig renders the KubeletConfiguration for node i. The settings
+// that differ from kubelet's defaults are the ones that let several kubelets
+// share one host without a real runtime: no QoS cgroups or node allocatable
+// enforcement, no swap or cgroup v1 refusal, distinct ports and dirs, no DNS,
+// and eviction thresholds low enough that a busy developer machine never
+// evicts the test pods.
+func (c *Cluster) kubeletConfig(i int, n Node, base, certPath, keyPath string) string {
+	sync := ""
+	if c.cfg.SyncFrequency > 0 {
+		sync = "syncFrequency: " + c.cfg.SyncFrequency.String() + "\n"
+	}
+	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: %d
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+readOnlyPort: 0
+tlsCertFile: %s
+tlsPrivateKeyFile: %s
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: %s}
+authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: %s
+imageServiceEndpoint: %s
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+failSwapOn: false
+failCgroupV1: false
+localStorageCapacityIsolation: false
+podLogsDir: %s
+volumePluginDir: %s
+resolvConf: ""
+clusterDomain: cluster.local
+registerNode: true
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "1Mi"
+  nodefs.available: "1%%"
+  nodefs.inodesFree: "1%%"
+  imagefs.available: "1%%"
+%s`, c.ports.Kubelet[i], c.ports.KubeletHealthz[i], certPath, keyPath, c.ca.certPath,
+		n.CRIEndpoint, n.CRIEndpoint, filepath.Join(base, "pod-logs"), filepath.Join(base, "volume-plugins"), sync)
+}
+
+// waitNodesReady waits until every node has registered and is Ready.
+func (c *Cluster) waitNodesReady(ctx context.Context) error {
+	cs, err := c.Client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	for {
+		list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		notReady := c.notReady(list, err)
+		if len(notReady) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nodes not Ready after 2m: %s; kubelet logs are in %s", strings.Join(notReady, ", "), c.path("logs"))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// notReady names each expected node that is missing or not Ready.
+func (c *Cluster) notReady(list *corev1.NodeList, err error) []string {
+	ready := map[string]bool{}
+	if err == nil {
+		for _, n := range list.Items {
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					ready[n.Name] = true
+				}
+			}
+		}
+	}
+	var missing []string
+	for _, n := range c.Nodes {
+		if !ready[n.Name] {
+			missing = append(missing, n.Name)
+		}
+	}
+	return missing
+}
+
+// waitFile waits until path exists (a socket the process creates).
+func waitFile(ctx context.Context, p *process, path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if done, err := p.exited(); done {
+			return fmt.Errorf("%s exited while starting (%v):\n%s", p.name, err, p.tail(15))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not create %s within %s:\n%s", p.name, path, timeout, p.tail(15))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
