@@ -43,7 +43,16 @@ func TestTwoNodeClusterMountsCSIVolume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitServiceAccount(ctx, t, cs, "default")
+	// The controller-manager's service-account and root-CA publishers run:
+	// pods need both before kubelet will mount their token volumes.
+	waitFor(ctx, t, "service account default/default", func() bool {
+		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	})
+	waitFor(ctx, t, "config map default/kube-root-ca.crt", func() bool {
+		_, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		return err == nil
+	})
 	pod := csiPod("csi-inline", c.Nodes[1].Name)
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod: %v", err)
@@ -196,17 +205,13 @@ func csiPod(name, node string) *corev1.Pod {
 	}
 }
 
-// waitServiceAccount waits for the controller-manager to create a
-// namespace's default ServiceAccount, without which pods are refused.
-func waitServiceAccount(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string) {
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for {
-		if _, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err == nil {
-			return
-		}
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("service account %s/default never created", ns)
+			t.Fatalf("timed out waiting for %s", what)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

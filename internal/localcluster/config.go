@@ -3,6 +3,7 @@ package localcluster
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,8 +24,8 @@ type Config struct {
 	// BasePort fixes every port as an offset from it, so that a user's
 	// kubeconfig stays valid across restarts: the API server listens on
 	// BasePort, etcd on +1 and +2, kube-controller-manager on +3, and node
-	// i's kubelet on +10+2i (healthz +11+2i). Zero picks free ports, which
-	// is what parallel tests want.
+	// i's kubelet on +10+2i (healthz +11+2i). Zero picks a random free
+	// block, which is what parallel tests want.
 	BasePort int
 	// SyncFrequency is kubelet's pod sync period, which also paces CSI
 	// republish (rotation). Zero keeps kubelet's default of one minute.
@@ -68,34 +69,31 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// ports derives every port from BasePort, or asks the kernel for free ones.
+// ports derives every port from BasePort. With no BasePort it picks a random
+// base below the kernel's ephemeral range (32768 and up), where outgoing
+// connections take their source ports: a "free" ephemeral port can be taken
+// by the API server's own connections before a kubelet binds it.
 func (c *Config) ports() (Ports, error) {
-	var p Ports
-	next := func(offset int) (int, error) {
-		if c.BasePort != 0 {
-			return c.BasePort + offset, nil
-		}
-		return freePort()
+	if c.BasePort != 0 {
+		return portsFrom(c.BasePort, c.Nodes), nil
 	}
 	var err error
-	fixed := []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer, &p.ControllerManager}
-	for i, dst := range fixed {
-		if *dst, err = next(i); err != nil {
-			return p, err
+	for range 50 {
+		p := portsFrom(20000+10*rand.IntN(1000), c.Nodes)
+		if err = p.check(); err == nil {
+			return p, nil
 		}
 	}
-	for i := range c.Nodes {
-		kp, err := next(10 + 2*i)
-		if err != nil {
-			return p, err
-		}
-		hp, err := next(11 + 2*i)
-		if err != nil {
-			return p, err
-		}
-		p.Kubelet, p.KubeletHealthz = append(p.Kubelet, kp), append(p.KubeletHealthz, hp)
+	return Ports{}, fmt.Errorf("no free block of ports between 20000 and 30000+: %w", err)
+}
+
+func portsFrom(base, nodes int) Ports {
+	p := Ports{APIServer: base, EtcdClient: base + 1, EtcdPeer: base + 2, ControllerManager: base + 3}
+	for i := range nodes {
+		p.Kubelet = append(p.Kubelet, base+10+2*i)
+		p.KubeletHealthz = append(p.KubeletHealthz, base+11+2*i)
 	}
-	return p, nil
+	return p
 }
 
 // check fails before anything starts when a port is already in use.

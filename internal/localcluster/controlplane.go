@@ -155,7 +155,9 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		"--controllers=garbagecollector,namespace,serviceaccount,root-ca-cert-publisher",
 		"--root-ca-file="+c.ca.certPath,
 		"--service-account-private-key-file="+pki+"/sa.key",
-		"--use-service-account-credentials=false",
+		// Each controller acts as its own service account with the
+		// bootstrap RBAC role made for it (system:controller:*).
+		"--use-service-account-credentials=true",
 		"--v=1")
 	if err != nil {
 		return err

@@ -6,16 +6,6 @@ import (
 	"strconv"
 )
 
-// freePort asks the kernel for an unused loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // checkPortFree fails with a message naming the port and its user when
 // something already listens there, before any component is started.
 func checkPortFree(port int, user string) error {

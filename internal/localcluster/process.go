@@ -6,10 +6,37 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
+
+// The kernel delivers a child's parent-death signal when the *thread* that
+// forked it exits, not the process, and the Go runtime may retire threads.
+// So every child is forked from one goroutine locked to its OS thread for the
+// life of the process: children then die exactly when kvmount dies.
+var (
+	spawnOnce sync.Once
+	spawnCh   chan func()
+)
+
+// onSpawnThread runs fn on the dedicated forking thread and waits for it.
+func onSpawnThread(fn func()) {
+	spawnOnce.Do(func() {
+		spawnCh = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread must outlive every child
+			for f := range spawnCh {
+				f()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawnCh <- func() { fn(); close(done) }
+	<-done
+}
 
 // process is one child of the cluster (etcd, kube-apiserver, a kubelet, a fake
 // CRI). Each runs in its own process group so that stopping it also ends
@@ -39,7 +66,8 @@ func startProcess(logDir, name, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	onSpawnThread(func() { err = cmd.Start() })
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
