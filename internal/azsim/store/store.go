@@ -48,8 +48,8 @@ func (db *DB) View(fn func(*Tx) error) error {
 	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
-// Key joins parts into a store key, lower-cased.
-func Key(parts ...string) string { return strings.ToLower(strings.Join(parts, "/")) }
+// Path joins parts into a store key, lower-cased.
+func Path(parts ...string) string { return strings.ToLower(strings.Join(parts, "/")) }
 
 // Get reads the document at key in bucket into a T.
 func Get[T any](tx *Tx, bucket, key string) (T, error) {
