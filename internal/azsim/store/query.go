@@ -71,19 +71,58 @@ func MachineKey(scaleSet bool, rg, name string) string {
 // Versions lists every version of one object in creation order.
 func Versions[T interface {
 	Secret | Key | Certificate
-	seq() uint64
+	ObjectSeq() uint64
 }](tx *Tx, bucket, vault, name string) ([]T, error) {
 	vs, err := List[T](tx, bucket, Path(vault, name)+"/")
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(vs, func(a, b T) int { return cmp.Compare(a.seq(), b.seq()) })
+	slices.SortFunc(vs, func(a, b T) int { return cmp.Compare(a.ObjectSeq(), b.ObjectSeq()) })
 	return vs, nil
 }
 
-func (s Secret) seq() uint64      { return s.Seq }
-func (k Key) seq() uint64         { return k.Seq }
-func (c Certificate) seq() uint64 { return c.Seq }
+// ObjectSeq orders versions of one object by creation.
+func (s Secret) ObjectSeq() uint64      { return s.Seq }
+func (k Key) ObjectSeq() uint64         { return k.Seq }
+func (c Certificate) ObjectSeq() uint64 { return c.Seq }
 
 // ObjectKey is the store key of one object version.
 func ObjectKey(vault, name, version string) string { return Path(vault, name, version) }
+
+// ObjectVersion and ObjectAttributes give Key Vault's generic code one view
+// of the three object kinds.
+func (s Secret) ObjectVersion() string      { return s.Version }
+func (k Key) ObjectVersion() string         { return k.Version }
+func (c Certificate) ObjectVersion() string { return c.Version }
+
+func (s Secret) ObjectAttributes() Attributes      { return s.Attributes }
+func (k Key) ObjectAttributes() Attributes         { return k.Attributes }
+func (c Certificate) ObjectAttributes() Attributes { return c.Attributes }
+
+func (s Secret) objectName() string      { return s.Name }
+func (k Key) objectName() string         { return k.Name }
+func (c Certificate) objectName() string { return c.Name }
+
+// Latest returns the newest version of every object in a vault's bucket,
+// in name order.
+func Latest[T interface {
+	Secret | Key | Certificate
+	ObjectSeq() uint64
+	objectName() string
+}](tx *Tx, bucket, vault string) ([]T, error) {
+	all, err := List[T](tx, bucket, Path(vault)+"/")
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, o := range all { // key order groups each name's versions together
+		if n := len(out); n > 0 && strings.EqualFold(out[n-1].objectName(), o.objectName()) {
+			if o.ObjectSeq() > out[n-1].ObjectSeq() {
+				out[n-1] = o
+			}
+			continue
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
