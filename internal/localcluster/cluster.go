@@ -21,13 +21,15 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"kvmount.dev/kvmount/internal/pki"
 )
 
 // Cluster is a running local cluster.
 type Cluster struct {
 	cfg   Config
 	ports Ports
-	ca    *authority
+	ca    *pki.CA
 
 	// KubeconfigPath is an admin kubeconfig for the cluster.
 	KubeconfigPath string
@@ -137,7 +139,7 @@ func (c *Cluster) PIDs() []int {
 func (c *Cluster) Ports() Ports { return c.ports }
 
 // CAPath is the cluster CA's certificate, trusted by every component.
-func (c *Cluster) CAPath() string { return c.ca.certPath }
+func (c *Cluster) CAPath() string { return c.ca.CertPath }
 
 // RESTConfig returns an admin client configuration.
 func (c *Cluster) RESTConfig() (*rest.Config, error) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"kvmount.dev/kvmount/internal/pki"
 )
 
 // serviceCIDR is the cluster's service range; nothing routes to it, but the
@@ -27,39 +30,39 @@ var loopback = []net.IP{net.ParseIP("127.0.0.1")}
 // writePKI creates (or reuses) the CA, the serving and client certificates,
 // the service-account key and the kubeconfigs.
 func (c *Cluster) writePKI(context.Context) error {
-	pki := c.path("pki")
-	ca, err := loadOrCreateCA(pki)
+	pkiDir := c.path("pki")
+	ca, err := pki.LoadOrCreateCA(pkiDir, "kvmount local cluster CA")
 	if err != nil {
 		return err
 	}
 	c.ca = ca
-	if _, _, err := ca.issue(pki, "apiserver", certSpec{
-		commonName: "kube-apiserver", server: true, ips: append(loopback, net.ParseIP("10.96.0.1")),
-		dnsNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+	if _, _, err := ca.Issue(pkiDir, "apiserver", pki.Spec{
+		CommonName: "kube-apiserver", Server: true, IPs: append(loopback, net.ParseIP("10.96.0.1")),
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	}); err != nil {
 		return err
 	}
-	if _, _, err := ca.issue(pki, "apiserver-kubelet-client", certSpec{commonName: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}, client: true}); err != nil {
+	if _, _, err := ca.Issue(pkiDir, "apiserver-kubelet-client", pki.Spec{CommonName: "kube-apiserver-kubelet-client", Orgs: []string{"system:masters"}, Client: true}); err != nil {
 		return err
 	}
-	if _, err := serviceAccountKey(pki); err != nil {
+	if _, err := pki.RSAKey(filepath.Join(pkiDir, "sa.key")); err != nil {
 		return err
 	}
-	if c.KubeconfigPath, err = c.kubeconfig("admin", certSpec{commonName: "kvmount-admin", orgs: []string{"system:masters"}, client: true}); err != nil {
+	if c.KubeconfigPath, err = c.kubeconfig("admin", pki.Spec{CommonName: "kvmount-admin", Orgs: []string{"system:masters"}, Client: true}); err != nil {
 		return err
 	}
-	_, err = c.kubeconfig("controller-manager", certSpec{commonName: "system:kube-controller-manager", client: true})
+	_, err = c.kubeconfig("controller-manager", pki.Spec{CommonName: "system:kube-controller-manager", Client: true})
 	return err
 }
 
 // kubeconfig issues a client certificate and writes <dir>/<name>.kubeconfig.
-func (c *Cluster) kubeconfig(name string, spec certSpec) (string, error) {
-	certPath, keyPath, err := c.ca.issue(c.path("pki"), name, spec)
+func (c *Cluster) kubeconfig(name string, spec pki.Spec) (string, error) {
+	certPath, keyPath, err := c.ca.Issue(c.path("pki"), name, spec)
 	if err != nil {
 		return "", err
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["kvmount"] = &clientcmdapi.Cluster{Server: c.Server, CertificateAuthority: c.ca.certPath}
+	cfg.Clusters["kvmount"] = &clientcmdapi.Cluster{Server: c.Server, CertificateAuthority: c.ca.CertPath}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: certPath, ClientKey: keyPath}
 	cfg.Contexts["kvmount"] = &clientcmdapi.Context{Cluster: "kvmount", AuthInfo: name}
 	cfg.CurrentContext = "kvmount"
@@ -68,7 +71,7 @@ func (c *Cluster) kubeconfig(name string, spec certSpec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode kubeconfig %s: %w", path, err)
 	}
-	return path, writeFileAtomic(path, data, 0o600)
+	return path, pki.WriteFileAtomic(path, data, 0o600)
 }
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
@@ -88,7 +91,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 }
 
 func (c *Cluster) startAPIServer(ctx context.Context) error {
-	pki := c.path("pki")
+	pkiDir := c.path("pki")
 	port := strconv.Itoa(c.ports.APIServer)
 	p, err := c.run("kube-apiserver", "kube-apiserver",
 		"--etcd-servers=http://127.0.0.1:"+strconv.Itoa(c.ports.EtcdClient),
@@ -96,15 +99,15 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		// The kubernetes Service's endpoints would be 127.0.0.1, which
 		// Endpoints validation rejects; nothing here needs them.
 		"--endpoint-reconciler-type=none",
-		"--cert-dir="+pki,
-		"--tls-cert-file="+pki+"/apiserver.crt", "--tls-private-key-file="+pki+"/apiserver.key",
-		"--client-ca-file="+c.ca.certPath,
-		"--kubelet-client-certificate="+pki+"/apiserver-kubelet-client.crt",
-		"--kubelet-client-key="+pki+"/apiserver-kubelet-client.key",
-		"--kubelet-certificate-authority="+c.ca.certPath,
+		"--cert-dir="+pkiDir,
+		"--tls-cert-file="+pkiDir+"/apiserver.crt", "--tls-private-key-file="+pkiDir+"/apiserver.key",
+		"--client-ca-file="+c.ca.CertPath,
+		"--kubelet-client-certificate="+pkiDir+"/apiserver-kubelet-client.crt",
+		"--kubelet-client-key="+pkiDir+"/apiserver-kubelet-client.key",
+		"--kubelet-certificate-authority="+c.ca.CertPath,
 		"--service-account-issuer="+c.Server,
-		"--service-account-key-file="+pki+"/sa.key",
-		"--service-account-signing-key-file="+pki+"/sa.key",
+		"--service-account-key-file="+pkiDir+"/sa.key",
+		"--service-account-signing-key-file="+pkiDir+"/sa.key",
 		"--service-cluster-ip-range="+serviceCIDR,
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
@@ -144,17 +147,17 @@ func (c *Cluster) openIssuerDiscovery(ctx context.Context) error {
 // namespace lifecycle, default service accounts and the root CA config map
 // that every pod's projected token volume needs.
 func (c *Cluster) startControllerManager(ctx context.Context) error {
-	pki := c.path("pki")
+	pkiDir := c.path("pki")
 	kubeconfig := c.path("controller-manager.kubeconfig")
 	p, err := c.run("kube-controller-manager", "kube-controller-manager",
 		"--kubeconfig="+kubeconfig,
 		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(c.ports.ControllerManager),
-		"--cert-dir="+pki,
+		"--cert-dir="+pkiDir,
 		"--leader-elect=false",
 		"--controllers=garbagecollector,namespace,serviceaccount,root-ca-cert-publisher",
-		"--root-ca-file="+c.ca.certPath,
-		"--service-account-private-key-file="+pki+"/sa.key",
+		"--root-ca-file="+c.ca.CertPath,
+		"--service-account-private-key-file="+pkiDir+"/sa.key",
 		// Each controller acts as its own service account with the
 		// bootstrap RBAC role made for it (system:controller:*).
 		"--use-service-account-credentials=true",
@@ -171,7 +174,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 // admin certificate.
 func (c *Cluster) adminHTTP() *http.Client {
 	pool := x509.NewCertPool()
-	if pem, err := os.ReadFile(c.ca.certPath); err == nil {
+	if pem, err := os.ReadFile(c.ca.CertPath); err == nil {
 		pool.AppendCertsFromPEM(pem)
 	}
 	tlsCfg := &tls.Config{RootCAs: pool}

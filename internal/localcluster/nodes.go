@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kvmount.dev/kvmount/internal/pki"
 )
 
 // startNodes starts a fake CRI and a kubelet for every node.
@@ -43,17 +45,17 @@ func (c *Cluster) startNode(ctx context.Context, i int) (Node, error) {
 	if err := waitFile(ctx, cri, filepath.Join(base, "cri.sock"), 30*time.Second); err != nil {
 		return n, err
 	}
-	kubeconfig, err := c.kubeconfig("kubelet-"+name, certSpec{commonName: "system:node:" + name, orgs: []string{"system:nodes"}, client: true})
+	kubeconfig, err := c.kubeconfig("kubelet-"+name, pki.Spec{CommonName: "system:node:" + name, Orgs: []string{"system:nodes"}, Client: true})
 	if err != nil {
 		return n, err
 	}
-	certPath, keyPath, err := c.ca.issue(c.path("pki"), "kubelet-serving-"+name, certSpec{commonName: name, dnsNames: []string{name, "localhost"}, ips: loopback, server: true})
+	certPath, keyPath, err := c.ca.Issue(c.path("pki"), "kubelet-serving-"+name, pki.Spec{CommonName: name, DNSNames: []string{name, "localhost"}, IPs: loopback, Server: true})
 	if err != nil {
 		return n, err
 	}
 	configPath := filepath.Join(base, "kubelet-config.yaml")
 	cfg := c.kubeletConfig(i, n, base, certPath, keyPath)
-	if err := writeFileAtomic(configPath, []byte(cfg), 0o600); err != nil {
+	if err := pki.WriteFileAtomic(configPath, []byte(cfg), 0o600); err != nil {
 		return n, err
 	}
 	kubelet, err := c.run(name+"-kubelet", "kubelet",
@@ -113,7 +115,7 @@ evictionHard:
   nodefs.available: "1%%"
   nodefs.inodesFree: "1%%"
   imagefs.available: "1%%"
-%s`, c.ports.Kubelet[i], c.ports.KubeletHealthz[i], certPath, keyPath, c.ca.certPath,
+%s`, c.ports.Kubelet[i], c.ports.KubeletHealthz[i], certPath, keyPath, c.ca.CertPath,
 		n.CRIEndpoint, n.CRIEndpoint, filepath.Join(base, "pod-logs"), filepath.Join(base, "volume-plugins"), sync)
 }
 

@@ -1,4 +1,8 @@
-package localcluster
+// Package pki makes the small private CAs kvmount's local environment needs
+// (the local cluster's and azsim's): a CA that is created once and reused from
+// its directory, leaf certificates reissued only when their names change, and
+// crash-safe file writes.
+package pki
 
 import (
 	"crypto"
@@ -22,31 +26,31 @@ import (
 // certificate in practice, and short enough to stay a visibly local CA.
 const certLifetime = 5 * 365 * 24 * time.Hour
 
-// authority is the cluster's CA: it signs the API server's and kubelets'
-// serving certificates and every client certificate.
-type authority struct {
+// CA is a private certificate authority kept in a directory.
+type CA struct {
 	cert *x509.Certificate
 	key  crypto.Signer
-	// certPath is the PEM file clients trust.
-	certPath string
+	// CertPath is the PEM file clients trust.
+	CertPath string
 }
 
-// certSpec says what one leaf certificate is for.
-type certSpec struct {
-	commonName string
-	orgs       []string
-	dnsNames   []string
-	ips        []net.IP
-	server     bool
-	client     bool
+// Spec says what one leaf certificate is for.
+type Spec struct {
+	CommonName string
+	Orgs       []string
+	DNSNames   []string
+	IPs        []net.IP
+	Server     bool
+	Client     bool
 }
 
-// loadOrCreateCA reuses the CA under dir when it is there and valid, so that a
-// second start in the same dir keeps working kubeconfigs and etcd contents.
-func loadOrCreateCA(dir string) (*authority, error) {
+// LoadOrCreateCA reuses the CA under dir (ca.crt, ca.key) when it is there
+// and valid, so that a second start in the same dir keeps every issued
+// certificate and kubeconfig working; otherwise it creates one named name.
+func LoadOrCreateCA(dir, name string) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if ca, err := loadPair(certPath, keyPath); err == nil && time.Until(ca.cert.NotAfter) > 24*time.Hour {
-		return &authority{cert: ca.cert, key: ca.key, certPath: certPath}, nil
+		return &CA{cert: ca.cert, key: ca.key, CertPath: certPath}, nil
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -54,7 +58,7 @@ func loadOrCreateCA(dir string) (*authority, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: "kvmount local cluster CA"},
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(certLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
@@ -69,13 +73,13 @@ func loadOrCreateCA(dir string) (*authority, error) {
 	if err := writePair(certPath, keyPath, der, key); err != nil {
 		return nil, err
 	}
-	return &authority{cert: cert, key: key, certPath: certPath}, nil
+	return &CA{cert: cert, key: key, CertPath: certPath}, nil
 }
 
-// issue writes a certificate and key signed by the CA to <dir>/<name>.{crt,key}
+// Issue writes a certificate and key signed by the CA to <dir>/<name>.{crt,key}
 // and returns their paths. An existing pair signed by this CA with the same
 // names is reused.
-func (ca *authority) issue(dir, name string, spec certSpec) (certPath, keyPath string, err error) {
+func (ca *CA) Issue(dir, name string, spec Spec) (certPath, keyPath string, err error) {
 	certPath, keyPath = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	if p, err := loadPair(certPath, keyPath); err == nil && ca.signed(p.cert) && sameNames(p.cert, spec) {
 		return certPath, keyPath, nil
@@ -86,17 +90,17 @@ func (ca *authority) issue(dir, name string, spec certSpec) (certPath, keyPath s
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(),
-		Subject:      pkix.Name{CommonName: spec.commonName, Organization: spec.orgs},
+		Subject:      pkix.Name{CommonName: spec.CommonName, Organization: spec.Orgs},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(certLifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		DNSNames:     spec.dnsNames,
-		IPAddresses:  spec.ips,
+		DNSNames:     spec.DNSNames,
+		IPAddresses:  spec.IPs,
 	}
-	if spec.server {
+	if spec.Server {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 	}
-	if spec.client {
+	if spec.Client {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
@@ -106,15 +110,15 @@ func (ca *authority) issue(dir, name string, spec certSpec) (certPath, keyPath s
 	return certPath, keyPath, writePair(certPath, keyPath, der, key)
 }
 
-func (ca *authority) signed(c *x509.Certificate) bool {
+func (ca *CA) signed(c *x509.Certificate) bool {
 	return c.CheckSignatureFrom(ca.cert) == nil && time.Until(c.NotAfter) > 24*time.Hour
 }
 
-func sameNames(c *x509.Certificate, spec certSpec) bool {
-	if c.Subject.CommonName != spec.commonName || len(c.DNSNames) != len(spec.dnsNames) || len(c.IPAddresses) != len(spec.ips) {
+func sameNames(c *x509.Certificate, spec Spec) bool {
+	if c.Subject.CommonName != spec.CommonName || len(c.DNSNames) != len(spec.DNSNames) || len(c.IPAddresses) != len(spec.IPs) {
 		return false
 	}
-	for i, ip := range spec.ips {
+	for i, ip := range spec.IPs {
 		if !c.IPAddresses[i].Equal(ip) {
 			return false
 		}
@@ -122,11 +126,10 @@ func sameNames(c *x509.Certificate, spec certSpec) bool {
 	return true
 }
 
-// serviceAccountKey returns the path of the RSA key the API server signs
-// service-account tokens with. RSA because OIDC verifiers (azsim's federated
-// credential check, Entra ID) expect RS256 in the issuer's JWKS.
-func serviceAccountKey(dir string) (string, error) {
-	path := filepath.Join(dir, "sa.key")
+// RSAKey returns the path of an RSA key kept at path, creating it once.
+// The local cluster signs service-account tokens with one: OIDC verifiers
+// (azsim's federated credential check, Entra ID) expect RS256.
+func RSAKey(path string) (string, error) {
 	if data, err := os.ReadFile(path); err == nil {
 		if block, _ := pem.Decode(data); block != nil {
 			if _, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
@@ -136,13 +139,13 @@ func serviceAccountKey(dir string) (string, error) {
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return "", fmt.Errorf("generate service-account key: %w", err)
+		return "", fmt.Errorf("generate RSA key %s: %w", path, err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return "", fmt.Errorf("encode service-account key: %w", err)
+		return "", fmt.Errorf("encode RSA key %s: %w", path, err)
 	}
-	return path, writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	return path, WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 type pair struct {
@@ -184,10 +187,10 @@ func writePair(certPath, keyPath string, der []byte, key crypto.Signer) error {
 	if err != nil {
 		return fmt.Errorf("encode key %s: %w", keyPath, err)
 	}
-	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 func newSerial() *big.Int {
@@ -199,9 +202,9 @@ func newSerial() *big.Int {
 	return n
 }
 
-// writeFileAtomic writes data to a temporary file beside path, syncs it and
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and
 // renames it over path, so a crash never leaves a truncated key or config.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

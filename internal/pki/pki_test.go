@@ -1,8 +1,9 @@
-package localcluster
+package pki
 
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -11,32 +12,32 @@ import (
 // changed.
 func TestPKIReused(t *testing.T) {
 	dir := t.TempDir()
-	ca1, err := loadOrCreateCA(dir)
+	ca1, err := LoadOrCreateCA(dir, "test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := certSpec{commonName: "kube-apiserver", ips: []net.IP{net.ParseIP("127.0.0.1")}, server: true}
-	crt, _, err := ca1.issue(dir, "apiserver", spec)
+	spec := Spec{CommonName: "kube-apiserver", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Server: true}
+	crt, _, err := ca1.Issue(dir, "apiserver", spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first, _ := os.ReadFile(crt)
 
-	ca2, err := loadOrCreateCA(dir)
+	ca2, err := LoadOrCreateCA(dir, "test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !ca2.cert.Equal(ca1.cert) {
 		t.Fatal("CA was regenerated on the second load")
 	}
-	if _, _, err := ca2.issue(dir, "apiserver", spec); err != nil {
+	if _, _, err := ca2.Issue(dir, "apiserver", spec); err != nil {
 		t.Fatal(err)
 	}
 	if second, _ := os.ReadFile(crt); string(second) != string(first) {
 		t.Error("unchanged leaf certificate was reissued")
 	}
-	spec.dnsNames = []string{"localhost"}
-	if _, _, err := ca2.issue(dir, "apiserver", spec); err != nil {
+	spec.DNSNames = []string{"localhost"}
+	if _, _, err := ca2.Issue(dir, "apiserver", spec); err != nil {
 		t.Fatal(err)
 	}
 	if third, _ := os.ReadFile(crt); string(third) == string(first) {
@@ -46,12 +47,12 @@ func TestPKIReused(t *testing.T) {
 
 func TestServiceAccountKeyReused(t *testing.T) {
 	dir := t.TempDir()
-	p1, err := serviceAccountKey(dir)
+	p1, err := RSAKey(filepath.Join(dir, "sa.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	k1, _ := os.ReadFile(p1)
-	p2, err := serviceAccountKey(dir)
+	p2, err := RSAKey(filepath.Join(dir, "sa.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
