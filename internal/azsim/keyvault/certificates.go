@@ -57,14 +57,14 @@ type ImportCertParams struct {
 	Value      string            `json:"value"`
 	Password   string            `json:"pwd,omitempty"`
 	Policy     *CertPolicy       `json:"policy,omitempty"`
-	Attributes *attributesJSON   `json:"attributes,omitempty"`
+	Attributes *Attributes       `json:"attributes,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 }
 
 // CreateCertParams is the body of a create-certificate request.
 type CreateCertParams struct {
 	Policy     *CertPolicy       `json:"policy"`
-	Attributes *attributesJSON   `json:"attributes,omitempty"`
+	Attributes *Attributes       `json:"attributes,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 }
 
@@ -353,7 +353,7 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 
 // saveCertificate writes the certificate, its backing key and its backing
 // secret as one version, in one transaction.
-func (h *Handler) saveCertificate(vault, name string, m material, contentType, issuer string, months int, attrs *attributesJSON, tags map[string]string) (store.Certificate, error) {
+func (h *Handler) saveCertificate(vault, name string, m material, contentType, issuer string, months int, attrs *Attributes, tags map[string]string) (store.Certificate, error) {
 	if !nameRE.MatchString(name) {
 		return store.Certificate{}, errBadParameter("The request URI contains an invalid name: %s", name)
 	}

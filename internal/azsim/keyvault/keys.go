@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -41,14 +42,14 @@ type JWK struct {
 
 type keyBundleJSON struct {
 	Key        JWK               `json:"key"`
-	Attributes attributesJSON    `json:"attributes"`
+	Attributes Attributes        `json:"attributes"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	Managed    bool              `json:"managed,omitempty"`
 }
 
 type keyItemJSON struct {
 	KID        string            `json:"kid"`
-	Attributes attributesJSON    `json:"attributes"`
+	Attributes Attributes        `json:"attributes"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	Managed    bool              `json:"managed,omitempty"`
 }
@@ -110,7 +111,7 @@ type CreateKeyParams struct {
 	Exponent   int               `json:"public_exponent,omitempty"`
 	Curve      string            `json:"crv,omitempty"`
 	KeyOps     []string          `json:"key_ops,omitempty"`
-	Attributes *attributesJSON   `json:"attributes,omitempty"`
+	Attributes *Attributes       `json:"attributes,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 }
 
@@ -189,7 +190,7 @@ func curveByName(name string) (elliptic.Curve, error) {
 type ImportKeyParams struct {
 	Key        JWK               `json:"key"`
 	HSM        bool              `json:"Hsm,omitempty"`
-	Attributes *attributesJSON   `json:"attributes,omitempty"`
+	Attributes *Attributes       `json:"attributes,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 }
 
@@ -219,7 +220,7 @@ func (h *Handler) ImportKey(vault, name string, p ImportKeyParams) (store.Key, e
 	return h.saveKey(vault, name, kty, p.Key.KeyOps, priv, octets, p.Attributes, p.Tags, false)
 }
 
-func (h *Handler) saveKey(vault, name, kty string, ops []string, priv crypto.Signer, octets []byte, attrs *attributesJSON, tags map[string]string, managed bool) (store.Key, error) {
+func (h *Handler) saveKey(vault, name, kty string, ops []string, priv crypto.Signer, octets []byte, attrs *Attributes, tags map[string]string, managed bool) (store.Key, error) {
 	if !nameRE.MatchString(name) {
 		return store.Key{}, errBadParameter("The request URI contains an invalid name: %s", name)
 	}
@@ -331,4 +332,22 @@ func ecFromJWK(j JWK, dec func(string, string) (*big.Int, error)) (crypto.Signer
 		return nil, nil, errBadParameter("The EC key is not valid: x and y do not match d.")
 	}
 	return key, nil, nil
+}
+
+// ImportKeyPEM stores a new version of a key from a PEM private key
+// (PKCS#8, PKCS#1 or SEC 1), as `az keyvault key import --pem-file` does.
+func (h *Handler) ImportKeyPEM(vault, name string, data []byte, ops []string) (store.Key, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return store.Key{}, errBadParameter("The PEM file holds no PEM block.")
+	}
+	priv, err := parsePrivateKey(block)
+	if err != nil {
+		return store.Key{}, err
+	}
+	kty, size := keyShape(priv)
+	if kty == "RSA" && size < 2048 {
+		return store.Key{}, errBadParameter("RSA keys must be at least 2048 bits; this one has %d.", size)
+	}
+	return h.saveKey(vault, name, kty, ops, priv, nil, nil, nil, false)
 }

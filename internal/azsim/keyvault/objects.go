@@ -100,9 +100,9 @@ func getObject(h *Handler, r *http.Request, v store.Vault, o op) (int, any, erro
 	return http.StatusOK, certBundle(base, c), nil
 }
 
-// attributesJSON is the wire form of object attributes: unix seconds as
+// Attributes is the wire form of object attributes: unix seconds as
 // JSON integers, as the SDK requires.
-type attributesJSON struct {
+type Attributes struct {
 	Enabled         *bool  `json:"enabled,omitempty"`
 	NBF             *int64 `json:"nbf,omitempty"`
 	EXP             *int64 `json:"exp,omitempty"`
@@ -112,9 +112,9 @@ type attributesJSON struct {
 	RecoverableDays int    `json:"recoverableDays,omitempty"`
 }
 
-func toWire(a store.Attributes) attributesJSON {
+func toWire(a store.Attributes) Attributes {
 	enabled := a.Enabled
-	w := attributesJSON{Enabled: &enabled, Created: a.Created.Unix(), Updated: a.Updated.Unix(),
+	w := Attributes{Enabled: &enabled, Created: a.Created.Unix(), Updated: a.Updated.Unix(),
 		RecoveryLevel: "Recoverable+Purgeable", RecoverableDays: 90}
 	if a.NBF != nil {
 		n := a.NBF.Unix()
@@ -128,7 +128,7 @@ func toWire(a store.Attributes) attributesJSON {
 }
 
 // apply copies the attributes a request sets onto a.
-func (w *attributesJSON) apply(a *store.Attributes, now time.Time) {
+func (w *Attributes) apply(a *store.Attributes, now time.Time) {
 	if w == nil {
 		return
 	}

@@ -73,7 +73,11 @@ func routeObject(method, path string, o op, sub string) (op, error) {
 	case key == "POST certificates create":
 		o.perm, o.run = "create", createCertificate
 	case method == http.MethodPatch:
+		// Secrets have no "update" permission: changing attributes takes "set".
 		o.perm, o.run, o.version = "update", updateObject, sub
+		if o.kind == kindSecrets {
+			o.perm = "set"
+		}
 	default:
 		return op{}, errNoRoute(method, path)
 	}

@@ -15,7 +15,7 @@ const maxSecretValue = 25 * 1024
 type SecretParams struct {
 	Value       *string           `json:"value"`
 	ContentType string            `json:"contentType,omitempty"`
-	Attributes  *attributesJSON   `json:"attributes,omitempty"`
+	Attributes  *Attributes       `json:"attributes,omitempty"`
 	Tags        map[string]string `json:"tags,omitempty"`
 }
 
@@ -23,7 +23,7 @@ type secretBundleJSON struct {
 	Value       string            `json:"value"`
 	ID          string            `json:"id"`
 	ContentType string            `json:"contentType,omitempty"`
-	Attributes  attributesJSON    `json:"attributes"`
+	Attributes  Attributes        `json:"attributes"`
 	Tags        map[string]string `json:"tags,omitempty"`
 	KID         string            `json:"kid,omitempty"`
 	Managed     bool              `json:"managed,omitempty"`
@@ -32,7 +32,7 @@ type secretBundleJSON struct {
 type secretItemJSON struct {
 	ID          string            `json:"id"`
 	ContentType string            `json:"contentType,omitempty"`
-	Attributes  attributesJSON    `json:"attributes"`
+	Attributes  Attributes        `json:"attributes"`
 	Tags        map[string]string `json:"tags,omitempty"`
 	Managed     bool              `json:"managed,omitempty"`
 }
@@ -139,7 +139,7 @@ func checkTags(tags map[string]string) error {
 // updateParams is the body of a PATCH on any object version.
 type updateParams struct {
 	ContentType *string           `json:"contentType,omitempty"`
-	Attributes  *attributesJSON   `json:"attributes,omitempty"`
+	Attributes  *Attributes       `json:"attributes,omitempty"`
 	Tags        map[string]string `json:"tags,omitempty"`
 }
 

@@ -19,6 +19,7 @@ const (
 	BucketKeys       = "keys"
 	BucketCerts      = "certificates"
 	BucketVersionSeq = "version-seq"
+	BucketPorts      = "ports"
 )
 
 // Principal kinds.
@@ -88,6 +89,8 @@ type Machine struct {
 	// UserAssigned holds the resource IDs of assigned user-assigned
 	// identities, lower-cased.
 	UserAssigned []string `json:"userAssigned,omitempty"`
+	// Instances is a scale set's instance count; each gets an IMDS.
+	Instances int `json:"instances,omitempty"`
 }
 
 // Cluster is an AKS cluster record: a node pool scale set and the Key Vault

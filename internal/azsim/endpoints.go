@@ -1,0 +1,181 @@
+package azsim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"kvmount.dev/kvmount/internal/azsim/imds"
+	"kvmount.dev/kvmount/internal/azsim/store"
+	"kvmount.dev/kvmount/internal/pki"
+)
+
+// endpoint is a plain-HTTP listener on loopback: one machine instance's IMDS
+// or one node's NMI.
+type endpoint struct {
+	url  string
+	http *http.Server
+}
+
+func (e *endpoint) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return e.http.Shutdown(ctx)
+}
+
+// Endpoints is what endpoints.json tells clients (the CLI, kvmount).
+type Endpoints struct {
+	Address        string            `json:"address"`
+	CA             string            `json:"ca"`
+	TenantID       string            `json:"tenantId"`
+	SubscriptionID string            `json:"subscriptionId"`
+	IMDS           map[string]string `json:"imds"`
+	NMI            map[string]string `json:"nmi,omitempty"`
+}
+
+// InstanceKey names one machine instance: a VM, or instance i of a scale set.
+func InstanceKey(m store.Machine, i int) string {
+	if !m.ScaleSet {
+		return store.MachineKey(false, m.ResourceGroup, m.Name)
+	}
+	return store.MachineKey(true, m.ResourceGroup, m.Name) + "/" + strconv.Itoa(i)
+}
+
+// startMachineEndpoints starts an IMDS for every instance of every machine.
+func (s *Server) startMachineEndpoints(ctx context.Context) error {
+	var machines []store.Machine
+	if err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		machines, err = store.List[store.Machine](tx, store.BucketMachines, "")
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, m := range machines {
+		if err := s.ensureIMDS(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureIMDS starts the IMDS of each of m's instances that has none yet.
+func (s *Server) ensureIMDS(m store.Machine) error {
+	n := 1
+	if m.ScaleSet {
+		n = m.Instances
+	}
+	for i := range n {
+		key := InstanceKey(m, i)
+		h := imds.New(imds.Config{DB: s.db, Issuer: s.issuer, Machine: store.MachineKey(m.ScaleSet, m.ResourceGroup, m.Name)})
+		if err := s.ensureEndpoint("imds:"+key, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureEndpoint serves h on a loopback port kept across restarts.
+func (s *Server) ensureEndpoint(key string, h http.Handler) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.endpoints[key]; ok {
+		return nil
+	}
+	ln, err := s.listenKept(key)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	s.endpoints[key] = &endpoint{url: "http://" + ln.Addr().String(), http: srv}
+	return nil
+}
+
+// listenKept listens on the port key had before, or a new one it records.
+func (s *Server) listenKept(key string) (net.Listener, error) {
+	var port int
+	_ = s.db.View(func(tx *store.Tx) error {
+		port, _ = store.Get[int](tx, store.BucketPorts, key)
+		return nil
+	})
+	if port != 0 {
+		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			return ln, nil
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for %s: %w", key, err)
+	}
+	port = ln.Addr().(*net.TCPAddr).Port
+	err = s.db.Update(func(tx *store.Tx) error { return store.Put(tx, store.BucketPorts, key, port) })
+	return ln, err
+}
+
+// IMDSURL is the IMDS endpoint of a machine instance (see InstanceKey).
+func (s *Server) IMDSURL(instance string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.endpoints["imds:"+instance]
+	if !ok {
+		return "", fmt.Errorf("no IMDS for %q: %w", instance, store.ErrNotFound)
+	}
+	return e.url, nil
+}
+
+// Endpoints describes the running server.
+func (s *Server) Endpoints() Endpoints {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := Endpoints{Address: s.Addr(), CA: s.CAPath(), TenantID: s.cloud.TenantID, SubscriptionID: s.cloud.SubscriptionID,
+		IMDS: map[string]string{}, NMI: map[string]string{}}
+	keys := make([]string, 0, len(s.endpoints))
+	for k := range s.endpoints {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch kind, inst, _ := strings.Cut(k, ":"); kind {
+		case "imds":
+			e.IMDS[inst] = s.endpoints[k].url
+		case "nmi":
+			e.NMI[inst] = s.endpoints[k].url
+		}
+	}
+	return e
+}
+
+// writeEndpoints records Endpoints in <data dir>/endpoints.json.
+func (s *Server) writeEndpoints() error {
+	b, err := json.MarshalIndent(s.Endpoints(), "", "  ")
+	if err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(filepath.Join(s.cfg.DataDir, "endpoints.json"), append(b, '\n'), 0o644)
+}
+
+// ReadEndpoints reads a data dir's endpoints.json.
+func ReadEndpoints(dataDir string) (Endpoints, error) {
+	var e Endpoints
+	b, err := os.ReadFile(filepath.Join(dataDir, "endpoints.json"))
+	if err != nil {
+		return e, fmt.Errorf("azsim is not running with data dir %s (start it with `azsim serve --data-dir %s`): %w", dataDir, dataDir, err)
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("%s/endpoints.json: %w", dataDir, err)
+	}
+	if e.Address == "" {
+		return e, errors.New("endpoints.json names no address")
+	}
+	return e, nil
+}

@@ -1,0 +1,271 @@
+// Package azsim is the local Azure cloud: one process that serves Key Vault
+// (one host name per vault), Entra ID, one IMDS per virtual machine and one
+// aad-pod-identity NMI per node, all from one bbolt store in a data
+// directory, over TLS with its own CA. The official Azure SDK for Go works
+// against it unchanged but for its transport (see Server.HTTPClient).
+package azsim
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"kvmount.dev/kvmount/internal/azsim/entra"
+	"kvmount.dev/kvmount/internal/azsim/keyvault"
+	"kvmount.dev/kvmount/internal/azsim/store"
+	"kvmount.dev/kvmount/internal/pki"
+)
+
+// The simulated cloud's names. Vault v is https://v.<VaultDNSSuffix>; its
+// challenge resource is VaultResource, a suffix of every vault host, so the
+// SDK's challenge-resource check passes without being switched off.
+const (
+	VaultDNSSuffix = "vault.azsim.test"
+	VaultResource  = "https://vault.azsim.test"
+	LoginHost      = "login.azsim.test"
+	LoginURL       = "https://" + LoginHost
+	ManagementHost = "management.azsim.test"
+	// HostSuffix is what every azsim host name ends with; clients route
+	// every such name to azsim's listener.
+	HostSuffix = "azsim.test"
+)
+
+// Config says where azsim keeps state and how it behaves.
+type Config struct {
+	DataDir string
+	// Addr is the TLS listener (Key Vault, Entra ID, admin API);
+	// 127.0.0.1:0 picks a free port.
+	Addr string
+	// Latency is added to every Key Vault request.
+	Latency time.Duration
+	// GetLimit is the per-vault GETs per 10 s before 429; 0 is 4,000.
+	GetLimit int
+	// TrustCAFiles are CAs of external OIDC issuers that federated
+	// credentials name (the local cluster's service-account issuer).
+	TrustCAFiles []string
+	Logger       *slog.Logger
+}
+
+// Server is a running azsim.
+type Server struct {
+	cfg     Config
+	db      *store.DB
+	ca      *pki.CA
+	cloud   store.Cloud
+	issuer  *entra.Issuer
+	kv      *keyvault.Handler
+	http    *http.Server
+	ln      net.Listener
+	adminTk string
+
+	mu        sync.Mutex // guards endpoints
+	endpoints map[string]*endpoint
+}
+
+// Start opens the store (creating the cloud's tenant, subscription and keys
+// on first start), starts the TLS listener and one IMDS per known machine
+// instance, and writes endpoints.json for the CLI.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("azsim: Config.DataDir is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("azsim: data dir: %w", err)
+	}
+	s := &Server{cfg: cfg, endpoints: map[string]*endpoint{}}
+	if err := s.open(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.startMachineEndpoints(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.writeEndpoints(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	db, err := store.Open(filepath.Join(s.cfg.DataDir, "azsim.db"))
+	if err != nil {
+		return err
+	}
+	s.db = db
+	if s.cloud, err = loadOrCreateCloud(db); err != nil {
+		return err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(s.cloud.SigningKey)
+	if err != nil {
+		return fmt.Errorf("azsim: signing key: %w", err)
+	}
+	s.issuer = entra.NewIssuer(key.(*rsa.PrivateKey), nil)
+	s.kv = keyvault.New(keyvault.Config{DB: db, DNSSuffix: VaultDNSSuffix, Resource: VaultResource, LoginURL: LoginURL,
+		SubscriptionID: s.cloud.SubscriptionID, Verifier: s.issuer, Latency: s.cfg.Latency, GetLimit: s.cfg.GetLimit})
+	if s.ca, err = pki.LoadOrCreateCA(s.cfg.DataDir, "azsim local cloud CA"); err != nil {
+		return err
+	}
+	s.adminTk, err = adminToken(filepath.Join(s.cfg.DataDir, "admin-token"))
+	return err
+}
+
+// loadOrCreateCloud returns the stored account, making it on first start.
+func loadOrCreateCloud(db *store.DB) (store.Cloud, error) {
+	var c store.Cloud
+	err := db.Update(func(tx *store.Tx) error {
+		var err error
+		if c, err = store.Get[store.Cloud](tx, store.BucketConfig, "cloud"); err == nil {
+			return nil
+		}
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return err
+		}
+		c = store.Cloud{TenantID: store.NewGUID(), SubscriptionID: store.NewGUID(), SigningKey: der}
+		return store.Put(tx, store.BucketConfig, "cloud", c)
+	})
+	return c, err
+}
+
+// adminToken reads the admin API's bearer token, creating it once. It keeps
+// other local users from changing the cloud; the file is mode 0600.
+func adminToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b)
+	return tok, pki.WriteFileAtomic(path, []byte(tok+"\n"), 0o600)
+}
+
+func (s *Server) listen() error {
+	certPath, keyPath, err := s.ca.Issue(s.cfg.DataDir, "serving", pki.Spec{
+		CommonName: "azsim", Server: true,
+		DNSNames: []string{"*." + VaultDNSSuffix, VaultDNSSuffix, LoginHost, ManagementHost, "localhost"},
+		IPs:      []net.IP{net.ParseIP("127.0.0.1")},
+	})
+	if err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return fmt.Errorf("azsim: serving certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("azsim: listen on %s (is another azsim running? choose another --addr): %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	ent := entra.New(entra.Config{DB: s.db, Issuer: s.issuer, BaseURL: LoginURL,
+		Federation: &entra.Federation{Client: s.federationClient()}})
+	s.http = &http.Server{Handler: s.route(ent), ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ErrorLog:  slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}
+	go func() { _ = s.http.Serve(tls.NewListener(ln, s.http.TLSConfig)) }()
+	return nil
+}
+
+// route sends each request to the service its host names.
+func (s *Server) route(ent http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		switch {
+		case strings.EqualFold(host, LoginHost):
+			ent.ServeHTTP(w, r)
+		case strings.EqualFold(host, ManagementHost):
+			s.serveAdmin(w, r)
+		default:
+			s.kv.ServeHTTP(w, r)
+		}
+		s.cfg.Logger.Debug("request", "host", host, "method", r.Method, "path", r.URL.Path)
+	})
+}
+
+// federationClient trusts the system roots plus TrustCAFiles.
+func (s *Server) federationClient() *http.Client {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range s.cfg.TrustCAFiles {
+		if pem, err := os.ReadFile(f); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		} else {
+			s.cfg.Logger.Warn("cannot read trusted CA", "file", f, "err", err)
+		}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+}
+
+// Close stops every listener and closes the store.
+func (s *Server) Close() error {
+	var errs []error
+	s.mu.Lock()
+	for _, e := range s.endpoints {
+		errs = append(errs, e.close())
+	}
+	s.endpoints = map[string]*endpoint{}
+	s.mu.Unlock()
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, s.http.Shutdown(ctx))
+		cancel()
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Addr is the TLS listener's address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// CAPath is the PEM file of azsim's CA.
+func (s *Server) CAPath() string { return s.ca.CertPath }
+
+// TenantID is the cloud's default tenant.
+func (s *Server) TenantID() string { return s.cloud.TenantID }
+
+// SubscriptionID is the cloud's subscription.
+func (s *Server) SubscriptionID() string { return s.cloud.SubscriptionID }
+
+// KeyVault is the data plane, for its request counters.
+func (s *Server) KeyVault() *keyvault.Handler { return s.kv }
+
+// VaultURL is the URL of vault name.
+func VaultURL(name string) string { return "https://" + strings.ToLower(name) + "." + VaultDNSSuffix }
