@@ -1,0 +1,170 @@
+package azsim_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/jwt"
+)
+
+// TestThrottled: past the per-vault GET limit the vault answers 429 with a
+// Retry-After the SDK can honour.
+func TestThrottled(t *testing.T) {
+	s := startServer(t, azsim.Config{GetLimit: 5})
+	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "v"})
+	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
+	c := secretsClient(t, s, "kv1", spCredential(t, s, sp))
+	var err error
+	for i := 0; i < 6 && err == nil; i++ {
+		_, err = c.GetSecret(context.Background(), "s", "", nil)
+	}
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("got %v, want 429 after 5 GETs", err)
+	}
+	if ra := re.RawResponse.Header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After = %q, want seconds until the window ends", ra)
+	}
+	if st := s.KeyVault().Stats("kv1"); st.Throttled != 1 || st.Gets != 5 {
+		t.Errorf("stats %+v, want 5 served gets and 1 throttled", st)
+	}
+}
+
+// TestIMDSRateLimit: more than 20 requests in a second get 429.
+func TestIMDSRateLimit(t *testing.T) {
+	s := startServer(t, azsim.Config{})
+	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "vm", AssignIdentity: true})
+	base, _ := s.IMDSURL("vm/rg/vm")
+	q := url.Values{"api-version": {"2018-02-01"}, "resource": {"https://vault.azure.net"}}
+	limited := 0
+	for range 25 {
+		if status, _ := imdsGet(t, base, q, true); status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Error("25 requests in a burst were all answered; want 429 past 20 per second")
+	}
+}
+
+// TestStateSurvivesRestart: vaults, secrets, app secrets, identities, the
+// signing key, the CA and IMDS ports are all kept in the data dir.
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, azsim.Config{DataDir: dir})
+	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "kept"})
+	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "vm", AssignIdentity: true})
+	imds1, _ := s.IMDSURL("vm/rg/vm")
+	tenant := s.TenantID()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := startServer(t, azsim.Config{DataDir: dir})
+	if s2.TenantID() != tenant {
+		t.Errorf("tenant changed across restart")
+	}
+	if imds2, _ := s2.IMDSURL("vm/rg/vm"); imds2 != imds1 {
+		t.Errorf("IMDS moved from %s to %s", imds1, imds2)
+	}
+	got, err := secretsClient(t, s2, "kv1", spCredential(t, s2, sp)).GetSecret(context.Background(), "s", "", nil)
+	if err != nil || *got.Value != "kept" {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+// oidcIssuer is a minimal external OIDC issuer, as a cluster's
+// service-account issuer is: discovery document and JWKS over TLS.
+type oidcIssuer struct {
+	srv    *httptest.Server
+	key    *rsa.PrivateKey
+	caFile string
+}
+
+func newIssuer(t *testing.T) *oidcIssuer {
+	t.Helper()
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	o := &oidcIssuer{key: key}
+	o.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			json.NewEncoder(w).Encode(map[string]string{"issuer": o.srv.URL, "jwks_uri": o.srv.URL + "/openid/v1/jwks"})
+		case "/openid/v1/jwks":
+			json.NewEncoder(w).Encode(jwt.JWKS{Keys: []jwt.JWK{jwt.RSAJWK(&key.PublicKey, "sa-key")}})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(o.srv.Close)
+	o.caFile = filepath.Join(t.TempDir(), "issuer-ca.crt")
+	os.WriteFile(o.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.srv.Certificate().Raw}), 0o600)
+	return o
+}
+
+func (o *oidcIssuer) token(sub string) string {
+	now := time.Now()
+	tok, _ := jwt.Sign(o.key, "sa-key", jwt.Claims{Issuer: o.srv.URL, Subject: sub, Audiences: jwt.Audience{"api://AzureADTokenExchange"},
+		IssuedAt: now.Unix(), NotBefore: now.Unix(), ExpiresAt: now.Add(time.Hour).Unix()})
+	return tok
+}
+
+// TestWorkloadIdentityFederation exchanges a service-account token for an
+// Entra token with ClientAssertionCredential: the federated credential's
+// issuer keys are fetched and checked, and a token for another subject is
+// refused with AADSTS70021.
+func TestWorkloadIdentityFederation(t *testing.T) {
+	iss := newIssuer(t)
+	s := startServer(t, azsim.Config{TrustCAFiles: []string{iss.caFile}})
+	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "federated"})
+	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	admin(t, s, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc",
+		Issuer: iss.srv.URL, Subject: "system:serviceaccount:default:workload"})
+	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
+
+	cred := func(sub string) azcore.TokenCredential {
+		var once sync.Once
+		var tok string
+		opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: clientOptions(s), DisableInstanceDiscovery: true}
+		opts.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: azsim.LoginURL + "/"}
+		c, err := azidentity.NewClientAssertionCredential(s.TenantID(), ua["clientId"].(string), func(context.Context) (string, error) {
+			once.Do(func() { tok = iss.token(sub) })
+			return tok, nil
+		}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	got, err := secretsClient(t, s, "kv1", cred("system:serviceaccount:default:workload")).GetSecret(context.Background(), "s", "", nil)
+	if err != nil || *got.Value != "federated" {
+		t.Fatalf("workload identity: %v", err)
+	}
+	_, err = secretsClient(t, s, "kv1", cred("system:serviceaccount:default:intruder")).GetSecret(context.Background(), "s", "", nil)
+	if err == nil || !strings.Contains(err.Error(), "AADSTS70021") || !strings.Contains(err.Error(), "system:serviceaccount:default:intruder") {
+		t.Fatalf("got %v, want AADSTS70021 naming the subject", err)
+	}
+}
