@@ -23,6 +23,7 @@ func init() {
 		return s.identityShowMachine(a, true)
 	})
 	register("vmss list-instances", vmssListInstances)
+	register("vmss list", vmssList)
 	register("aks create", aksCreate)
 	register("aks show", aksShow)
 }
@@ -207,6 +208,27 @@ func (s *Server) machineJSON(m store.Machine) map[string]any {
 	return out
 }
 
+// vmssList lists the scale sets of a resource group (an AKS node resource
+// group holds the node pool's).
+func vmssList(_ context.Context, s *Server, a MachineArgs) (any, error) {
+	if err := required("--resource-group/-g", a.ResourceGroup); err != nil {
+		return nil, err
+	}
+	var ms []store.Machine
+	if err := s.view(func(tx *store.Tx) error {
+		var err error
+		ms, err = store.List[store.Machine](tx, store.BucketMachines, store.MachineKey(true, a.ResourceGroup, ""))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var list []map[string]any
+	for _, m := range ms {
+		list = append(list, s.machineJSON(m))
+	}
+	return map[string]any{"value": list}, nil
+}
+
 func vmssListInstances(_ context.Context, s *Server, a MachineArgs) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
@@ -300,6 +322,9 @@ func aksCreate(_ context.Context, s *Server, a AKSArgs) (any, error) {
 		return store.Put(tx, store.BucketClusters, store.Path(a.ResourceGroup, a.Name), c)
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureNMI(c); err != nil {
 		return nil, err
 	}
 	return s.aksJSON(c, a.Location, a.NodeCount)

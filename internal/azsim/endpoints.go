@@ -65,6 +65,19 @@ func (s *Server) startMachineEndpoints(ctx context.Context) error {
 			return err
 		}
 	}
+	var clusters []store.Cluster
+	if err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		clusters, err = store.List[store.Cluster](tx, store.BucketClusters, "")
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, c := range clusters {
+		if err := s.ensureNMI(c); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

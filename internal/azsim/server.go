@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/dynamic"
+
 	"kvmount.dev/kvmount/internal/azsim/entra"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
 	"kvmount.dev/kvmount/internal/azsim/store"
@@ -56,7 +58,10 @@ type Config struct {
 	// TrustCAFiles are CAs of external OIDC issuers that federated
 	// credentials name (the local cluster's service-account issuer).
 	TrustCAFiles []string
-	Logger       *slog.Logger
+	// Kubeconfig is the cluster NMI and `aks pod-identity add` talk to;
+	// empty disables pod identity.
+	Kubeconfig string
+	Logger     *slog.Logger
 }
 
 // Server is a running azsim.
@@ -73,6 +78,10 @@ type Server struct {
 
 	mu        sync.Mutex // guards endpoints
 	endpoints map[string]*endpoint
+
+	kubeOnce   sync.Once
+	kubeClient dynamic.Interface
+	kubeErr    error
 }
 
 // Start opens the store (creating the cloud's tenant, subscription and keys
