@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"kvmount.dev/kvmount/internal/azsim"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+var _ flag.Value = (*stringList)(nil)
+
+// serve runs azsim until ctx is cancelled.
+func serve(ctx context.Context, dataDir string, args []string, stdout io.Writer) error {
+	cfg := azsim.Config{DataDir: dataDir}
+	var trust stringList
+	var verbose bool
+	fs := flag.NewFlagSet("azsim serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:16600", "TLS listener for Key Vault, Entra ID and the admin API")
+	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every Key Vault request, e.g. 20ms")
+	fs.IntVar(&cfg.GetLimit, "get-limit", 4000, "object GETs per vault per 10 s before 429")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "cluster for the pod-identity NMI and `aks pod-identity add`")
+	fs.Var(&trust, "trust-ca", "CA file of an external OIDC issuer (repeatable), e.g. the local cluster's")
+	fs.BoolVar(&verbose, "v", false, "log every request (never secret values)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("azsim serve: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("azsim serve: unexpected argument %q", fs.Arg(0))
+	}
+	cfg.TrustCAFiles = trust
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	s, err := azsim.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Fprintf(stdout, "azsim serving on %s (data dir %s)\n", s.Addr(), dataDir)
+	fmt.Fprintf(stdout, "  tenant:  %s\n  CA:      %s\n  vaults:  https://<name>.%s (dial %s)\n",
+		s.TenantID(), s.CAPath(), azsim.VaultDNSSuffix, s.Addr())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "azsim stopping")
+	return nil
+}
