@@ -1,0 +1,203 @@
+// Package config turns a provider Mount request — the SecretProviderClass
+// parameters merged with kubelet's pod attributes, the nodePublishSecretRef
+// secrets and the default file permission, all JSON strings on the wire —
+// into one typed, validated Config, once, at the edge. Every parameter keeps
+// the upstream Azure provider's name, default and meaning; what upstream
+// accepts silently and then gets wrong (a bad filePermission writing mode 0,
+// duplicate file names, traversal aliases, unknown object types found only at
+// fetch time) is refused here with an error naming the field, the object
+// and the fix.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Mode is how the provider gets an identity for Key Vault.
+type Mode int
+
+// The identity modes, in upstream's order of precedence.
+const (
+	ModePodIdentity Mode = iota + 1
+	ModeVMManagedIdentity
+	ModeWorkloadIdentity
+	ModeServicePrincipal
+)
+
+func (m Mode) String() string {
+	return map[Mode]string{ModePodIdentity: "pod identity", ModeVMManagedIdentity: "VM managed identity",
+		ModeWorkloadIdentity: "workload identity", ModeServicePrincipal: "service principal"}[m]
+}
+
+// WorkloadIdentityAudience is the audience of the pod service-account token
+// exchanged for an Entra token in workload-identity mode.
+const WorkloadIdentityAudience = "api://AzureADTokenExchange"
+
+// Config is one mount's typed configuration.
+type Config struct {
+	Mode Mode
+	// UserAssignedIdentityID picks a VM's user-assigned identity by client
+	// ID or ARM resource ID; empty lets IMDS choose (system-assigned first).
+	UserAssignedIdentityID string
+	// ClientID is the workload identity's client ID.
+	ClientID  string
+	TenantID  string
+	VaultName string
+	Cloud     Cloud
+	Objects   []Object
+	Pod       Pod
+	// ServiceAccountToken is the pod's token for WorkloadIdentityAudience.
+	ServiceAccountToken string
+	// SPClientID and SPClientSecret come from nodePublishSecretRef.
+	SPClientID, SPClientSecret string
+	// DefaultMode is the driver's file permission for objects without
+	// their own filePermission.
+	DefaultMode os.FileMode
+}
+
+// Pod is the pod the volume is for.
+type Pod struct {
+	Name, Namespace, UID, ServiceAccount string
+}
+
+// Defaults are the provider-wide settings parameters fall back to.
+type Defaults struct {
+	// CloudName is used when the class leaves cloudName empty.
+	CloudName string
+	// CloudEnvFile is used when the class leaves cloudEnvFileName empty.
+	CloudEnvFile string
+}
+
+// Error is a configuration error: a bad SecretProviderClass or request.
+// Its message names the parameter (and object) and says how to fix it.
+type Error struct {
+	Field  string
+	Object string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.Object != "" {
+		return fmt.Sprintf("SecretProviderClass objects[%s]: %s", e.Object, e.Msg)
+	}
+	return "SecretProviderClass parameter " + e.Field + ": " + e.Msg
+}
+
+// Limits that keep one mount within what kubelet and the driver can carry.
+const (
+	maxObjectsText = 256 << 10
+	maxObjects     = 500
+	maxHistory     = 100
+)
+
+var (
+	vaultNameRE  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
+	objectNameRE = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
+	versionRE    = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+)
+
+// Parse builds a Config from a Mount request's JSON strings.
+func Parse(attributesJSON, secretsJSON, permission string, d Defaults) (Config, error) {
+	attrs, err := decodeMap("attributes", attributesJSON)
+	if err != nil {
+		return Config{}, err
+	}
+	secrets, err := decodeMap("secrets", secretsJSON)
+	if err != nil {
+		return Config{}, err
+	}
+	var c Config
+	if c.DefaultMode, err = parseDefaultMode(permission); err != nil {
+		return c, err
+	}
+	steps := []func(map[string]string, map[string]string, Defaults) error{c.parsePod, c.parseVault, c.parseCloud, c.parseIdentity, c.parseObjects}
+	for _, step := range steps {
+		if err := step(attrs, secrets, d); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// decodeMap reads a JSON object of strings; every value is trimmed of
+// surrounding space, as upstream does.
+func decodeMap(what, s string) (map[string]string, error) {
+	m := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return m, nil
+	}
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, &Error{Field: what, Msg: fmt.Sprintf("the driver sent %s that are not a JSON object of strings: %v", what, err)}
+	}
+	for k, v := range m {
+		m[k] = strings.TrimSpace(v)
+	}
+	return m, nil
+}
+
+func parseDefaultMode(permission string) (os.FileMode, error) {
+	if permission == "" {
+		return 0o644, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal([]byte(permission), &n); err != nil {
+		return 0, &Error{Field: "permission", Msg: fmt.Sprintf("the driver's file permission %q is not a number", permission)}
+	}
+	v, err := strconv.ParseUint(n.String(), 10, 32)
+	if err != nil || v > 0o777 {
+		return 0, &Error{Field: "permission", Msg: fmt.Sprintf("the driver's file permission %s is not a mode between 0 and 0777", n)}
+	}
+	return os.FileMode(v), nil
+}
+
+func (c *Config) parsePod(a, _ map[string]string, _ Defaults) error {
+	c.Pod = Pod{Name: a["csi.storage.k8s.io/pod.name"], Namespace: a["csi.storage.k8s.io/pod.namespace"],
+		UID: a["csi.storage.k8s.io/pod.uid"], ServiceAccount: a["csi.storage.k8s.io/serviceAccount.name"]}
+	if c.Pod.Name == "" {
+		return &Error{Field: "csi.storage.k8s.io/pod.name", Msg: "pod name is not provided: set podInfoOnMount: true on the secrets-store.csi.k8s.io CSIDriver"}
+	}
+	if c.Pod.Namespace == "" {
+		return &Error{Field: "csi.storage.k8s.io/pod.namespace", Msg: "pod namespace is not provided: set podInfoOnMount: true on the secrets-store.csi.k8s.io CSIDriver"}
+	}
+	return nil
+}
+
+func (c *Config) parseVault(a, _ map[string]string, _ Defaults) error {
+	c.VaultName = a["keyvaultName"]
+	if c.VaultName == "" {
+		return &Error{Field: "keyvaultName", Msg: "keyvaultName is not provided: set it to the name of your key vault"}
+	}
+	if !vaultNameRE.MatchString(c.VaultName) || strings.Contains(c.VaultName, "--") {
+		return &Error{Field: "keyvaultName", Msg: fmt.Sprintf("%q is not a key vault name: use 3-24 letters, digits and hyphens, starting with a letter and ending with a letter or digit (the name, not the URL)", c.VaultName)}
+	}
+	c.TenantID = a["tenantID"]
+	if c.TenantID == "" {
+		c.TenantID = a["tenantId"] // the legacy spelling, still in the AKS docs
+	}
+	if c.TenantID == "" {
+		return &Error{Field: "tenantId", Msg: "tenantId is not provided: set it to the key vault's tenant ID (az account show --query tenantId -o tsv)"}
+	}
+	return nil
+}
+
+func (c *Config) parseCloud(a, _ map[string]string, d Defaults) error {
+	name := a["cloudName"]
+	if name == "" {
+		name = d.CloudName
+	}
+	if name == "" {
+		name = "AzurePublicCloud"
+	}
+	file := a["cloudEnvFileName"]
+	if file == "" {
+		file = d.CloudEnvFile
+	}
+	cloud, err := CloudByName(name, file)
+	c.Cloud = cloud
+	return err
+}

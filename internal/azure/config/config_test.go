@@ -1,0 +1,227 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// attrs builds a Mount request's attributes JSON from a base that is
+// valid for VM managed identity, with overrides ("" deletes a key).
+func attrs(over map[string]string) string {
+	a := map[string]string{
+		"csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "ns",
+		"useVMManagedIdentity": "true", "keyvaultName": "kv1", "tenantId": "t",
+		"objects": "array:\n  - |\n    objectName: secret1\n    objectType: secret\n",
+	}
+	for k, v := range over {
+		if v == "" {
+			delete(a, k)
+		} else {
+			a[k] = v
+		}
+	}
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
+func objects(entries ...string) string {
+	s := "array:\n"
+	for _, e := range entries {
+		s += "  - |\n"
+		for _, line := range strings.Split(e, "\n") {
+			s += "    " + line + "\n"
+		}
+	}
+	return s
+}
+
+// TestParseSeedClasses parses the seed's three SecretProviderClasses as the
+// driver sends them.
+func TestParseSeedClasses(t *testing.T) {
+	seedObjects := objects("objectName: secret1\nobjectType: secret             # object types: secret, key, or cert\nobjectVersion: \"\"",
+		"objectName: key1\nobjectType: key\nobjectVersion: \"\"")
+	tests := []struct {
+		name   string
+		attrs  map[string]string
+		mode   Mode
+		userID string
+	}{
+		{"pod identity", map[string]string{"usePodIdentity": "true", "useVMManagedIdentity": "", "cloudName": ""}, ModePodIdentity, ""},
+		{"user-assigned", map[string]string{"usePodIdentity": "false", "useVMManagedIdentity": "true", "userAssignedIdentityID": "00000000-0000-0000-0000-000000000001"}, ModeVMManagedIdentity, "00000000-0000-0000-0000-000000000001"},
+		{"system-assigned", map[string]string{"usePodIdentity": "false", "useVMManagedIdentity": "true", "userAssignedIdentityID": ""}, ModeVMManagedIdentity, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.attrs["objects"] = seedObjects
+			c, err := Parse(attrs(tt.attrs), "", `"420"`, Defaults{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Mode != tt.mode || c.UserAssignedIdentityID != tt.userID || c.Cloud.Name != "AzurePublicCloud" {
+				t.Errorf("mode %v id %q cloud %q", c.Mode, c.UserAssignedIdentityID, c.Cloud.Name)
+			}
+			if len(c.Objects) != 2 || c.Objects[0].ID() != "secret/secret1" || c.Objects[1].File != "key1" || c.Objects[1].Mode != 0o644 {
+				t.Errorf("objects %+v", c.Objects)
+			}
+		})
+	}
+}
+
+func TestParseObjectsFields(t *testing.T) {
+	c, err := Parse(attrs(map[string]string{"objects": objects(
+		"objectName: s\nobjectType: Secret\nobjectAlias: dir/S\nobjectEncoding: BASE64\nfilePermission: \"0400\"",
+		"objectName: h\nobjectType: secret\nobjectVersionHistory: 3\nobjectVersion: latest",
+		"objectName: c\nobjectType: secret\nobjectFormat: PFX\nfilePermission: 0600")}), "", "", Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, h, pfx := c.Objects[0], c.Objects[1], c.Objects[2]
+	if s.Type != TypeSecret || s.File != "dir/S" || s.Encoding != EncodingBase64 || s.Mode != 0o400 {
+		t.Errorf("first object %+v", s)
+	}
+	if got := strings.Join(h.Files(), ","); got != "h/0,h/1,h/2" || h.Version != "" {
+		t.Errorf("history files %s, version %q", got, h.Version)
+	}
+	if pfx.Format != FormatPFX || pfx.Mode != 0o600 {
+		t.Errorf("unquoted YAML octal mode: %+v", pfx)
+	}
+}
+
+func TestParseIdentityModes(t *testing.T) {
+	wi := `{"api://AzureADTokenExchange":{"token":"eyJ.wi.token","expirationTimestamp":"2030-01-01T00:00:00Z"}}`
+	c, err := Parse(attrs(map[string]string{"useVMManagedIdentity": "", "clientID": "cid", "csi.storage.k8s.io/serviceAccount.tokens": wi}), "", "", Defaults{})
+	if err != nil || c.Mode != ModeWorkloadIdentity || c.ServiceAccountToken != "eyJ.wi.token" {
+		t.Fatalf("workload identity: %+v %v", c, err)
+	}
+	c, err = Parse(attrs(map[string]string{"useVMManagedIdentity": ""}), `{"ClientID":"a","CLIENTSECRET":"b"}`, "", Defaults{})
+	if err != nil || c.Mode != ModeServicePrincipal || c.SPClientID != "a" || c.SPClientSecret != "b" {
+		t.Fatalf("service principal: %+v %v", c, err)
+	}
+}
+
+func TestCloudEnvFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "cloud.json")
+	os.WriteFile(f, []byte(`{"name":"AzureStackCloud","activeDirectoryEndpoint":"https://login.azsim.test","keyVaultEndpoint":"https://vault.azsim.test/","keyVaultDNSSuffix":"vault.azsim.test"}`), 0o600)
+	c, err := Parse(attrs(map[string]string{"cloudName": "AzureStackCloud", "cloudEnvFileName": f}), "", "", Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cloud.KeyVaultResource != "https://vault.azsim.test" || c.Cloud.VaultURL("KV1") != "https://kv1.vault.azsim.test" || c.Cloud.AuthorityHost != "https://login.azsim.test/" {
+		t.Errorf("cloud %+v", c.Cloud)
+	}
+	c, err = Parse(attrs(map[string]string{"cloudName": ""}), "", "", Defaults{CloudName: "AzureStackCloud", CloudEnvFile: f})
+	if err != nil || c.Cloud.KeyVaultDNSSuffix != "vault.azsim.test" {
+		t.Errorf("provider defaults not used: %+v %v", c.Cloud, err)
+	}
+}
+
+// TestParseRefuses is the bad-input table: every row is refused with an
+// Error naming the field or object, and the fix.
+func TestParseRefuses(t *testing.T) {
+	tests := []struct {
+		name     string
+		attrs    map[string]string
+		secrets  string
+		perm     string
+		wantPart string
+	}{
+		{"traversal alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: ../../etc/passwd")}, "", "", "'..' is not allowed"},
+		{"absolute alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: /etc/passwd")}, "", "", "absolute paths are not allowed"},
+		{"dot-dot inside name", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: a..b")}, "", "", "'..' is not allowed"},
+		{"empty element", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: a//b")}, "", "", "empty or '.' path element"},
+		{"duplicate names", map[string]string{"objects": objects("objectName: s\nobjectType: secret", "objectName: s\nobjectType: secret")}, "", "", `file "s" is also written by objects[0]`},
+		{"alias clashes with history", map[string]string{"objects": objects("objectName: a\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: a/1")}, "", "", `file "a/1" is also written`},
+		{"bad mode digits", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nfilePermission: \"0900\"")}, "", "", `filePermission "0900" is not an octal file mode`},
+		{"mode too large", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nfilePermission: \"1777\"")}, "", "", "is not an octal file mode"},
+		{"bad YAML", map[string]string{"objects": "array:\n  - |\n    objectName: [unclosed"}, "", "", "objects[0]: error converting YAML"},
+		{"objects not an array", map[string]string{"objects": "objectName: s"}, "", "", "not a YAML mapping with an array of strings"},
+		{"unknown object field", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVerison: abc")}, "", "", "objectVerison"},
+		{"unknown type", map[string]string{"objects": objects("objectName: s\nobjectType: kubernetes.io/dockerconfigjson")}, "", "", "is not one of secret, key, cert"},
+		{"bad object name", map[string]string{"objects": objects("objectName: my_secret\nobjectType: secret")}, "", "", "is not a Key Vault object name"},
+		{"empty object name", map[string]string{"objects": objects("objectType: secret\nobjectAlias: x")}, "", "", "is not a Key Vault object name"},
+		{"bad version", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVersion: v2")}, "", "", "is not a Key Vault version"},
+		{"encoding on a key", map[string]string{"objects": objects("objectName: k\nobjectType: key\nobjectEncoding: base64")}, "", "", "objectEncoding applies to objectType secret only"},
+		{"bad encoding", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectEncoding: rot13")}, "", "", "is not one of utf-8, base64, hex"},
+		{"pfx on a cert", map[string]string{"objects": objects("objectName: c\nobjectType: cert\nobjectFormat: PFX")}, "", "", "objectFormat pfx applies to objectType secret"},
+		{"history out of range", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVersionHistory: 1000")}, "", "", "objectVersionHistory 1000 is out of range"},
+		{"no objects", map[string]string{"objects": ""}, "", "", "objects is not set"},
+		{"oversized objects", map[string]string{"objects": "array:\n" + strings.Repeat("  - |\n    objectName: s\n", 20000)}, "", "", "the limit is"},
+		{"bad vault name", map[string]string{"keyvaultName": "https://kv1.vault.azure.net"}, "", "", "is not a key vault name"},
+		{"short vault name", map[string]string{"keyvaultName": "k"}, "", "", "is not a key vault name"},
+		{"missing vault", map[string]string{"keyvaultName": ""}, "", "", "keyvaultName is not provided"},
+		{"missing tenant", map[string]string{"tenantId": ""}, "", "", "tenantId is not provided"},
+		{"conflicting modes", map[string]string{"usePodIdentity": "true"}, "", "", "only one identity mode"},
+		{"bad boolean", map[string]string{"useVMManagedIdentity": "yes please"}, "", "", "is not a boolean"},
+		{"clientID with VM identity", map[string]string{"clientID": "00000000-0000-0000-0000-000000000009"}, "", "", "set userAssignedIdentityID"},
+		{"bad user-assigned ID", map[string]string{"userAssignedIdentityID": "my-identity"}, "", "", "neither a client ID"},
+		{"workload identity without token", map[string]string{"useVMManagedIdentity": "", "clientID": "c"}, "", "", "tokenRequests"},
+		{"service principal without secret", map[string]string{"useVMManagedIdentity": ""}, "", "", "nodePublishSecretRef"},
+		{"service principal missing clientsecret", map[string]string{"useVMManagedIdentity": ""}, `{"clientid":"a"}`, "", "no clientsecret key"},
+		{"unknown cloud", map[string]string{"cloudName": "AzureMoonCloud"}, "", "", "is not a known cloud"},
+		{"stack cloud without file", map[string]string{"cloudName": "AzureStackCloud"}, "", "", "needs cloudEnvFileName"},
+		{"no pod name", map[string]string{"csi.storage.k8s.io/pod.name": ""}, "", "", "podInfoOnMount"},
+		{"identity binding", map[string]string{"useVMManagedIdentity": "", "useAzureTokenProxy": "true"}, "", "", "workload identity instead"},
+		{"bad driver permission", nil, "", `"abc"`, "is not a number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(attrs(tt.attrs), tt.secrets, tt.perm, Defaults{})
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want a *config.Error", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantPart) {
+				t.Errorf("error %q does not contain %q", err, tt.wantPart)
+			}
+		})
+	}
+}
+
+// FuzzParse feeds arbitrary objects text and parameters: Parse never
+// panics, fails only with *Error, and whatever it accepts has valid,
+// distinct file paths.
+func FuzzParse(f *testing.F) {
+	f.Add(objects("objectName: s\nobjectType: secret"), "kv1", "true")
+	f.Add(objects("objectName: s\nobjectType: secret\nobjectAlias: a/b\nobjectVersionHistory: 3\nfilePermission: 0600"), "kv-2", "false")
+	f.Add("array:\n - |\n   objectName: \x00", "", "")
+	f.Add("array: [1, 2]", "k", "1")
+	f.Fuzz(func(t *testing.T, objs, vault, vm string) {
+		c, err := Parse(attrs(map[string]string{"objects": objs, "keyvaultName": vault, "useVMManagedIdentity": vm}), "", "", Defaults{})
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, o := range c.Objects {
+			for _, p := range o.Files() {
+				if ValidatePath(p) != nil || seen[p] {
+					t.Fatalf("accepted bad or duplicate path %q", p)
+				}
+				seen[p] = true
+			}
+		}
+	})
+}
+
+// FuzzValidatePath checks that an accepted path never leaves its root.
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{"a", "a/b", "../a", "/a", "a/./b", "a\\..\\b", ".hidden", "a/..data"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePath(p) != nil {
+			return
+		}
+		clean := filepath.Clean("/root/" + p)
+		if !strings.HasPrefix(clean, "/root/") || clean != "/root/"+p {
+			t.Fatalf("accepted %q, which resolves to %q", p, clean)
+		}
+	})
+}

@@ -1,0 +1,235 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Object kinds.
+const (
+	TypeSecret = "secret"
+	TypeKey    = "key"
+	TypeCert   = "cert"
+)
+
+// Encodings of a secret's value.
+const (
+	EncodingUTF8   = "utf-8"
+	EncodingBase64 = "base64"
+	EncodingHex    = "hex"
+)
+
+// Formats of a certificate-backed secret.
+const (
+	FormatPEM = "pem"
+	FormatPFX = "pfx"
+)
+
+// Object is one entry of the objects array.
+type Object struct {
+	Name    string
+	Type    string // TypeSecret, TypeKey or TypeCert
+	Version string // "" is the latest ("latest" is read as "")
+	// File is the file name: objectAlias, else objectName.
+	File     string
+	Encoding string // EncodingUTF8, EncodingBase64 or EncodingHex
+	Format   string // FormatPEM or FormatPFX
+	// History > 1 mounts the History newest enabled versions as
+	// File/0 … File/History-1.
+	History int
+	Mode    os.FileMode
+}
+
+// ID is the object's ID in the driver's status and rotation: type/name, as
+// upstream reports it.
+func (o Object) ID() string { return o.Type + "/" + o.Name }
+
+// rawObject is one entry as written in YAML, with upstream's field names.
+type rawObject struct {
+	ObjectName           string          `json:"objectName"`
+	ObjectType           string          `json:"objectType"`
+	ObjectVersion        string          `json:"objectVersion"`
+	ObjectAlias          string          `json:"objectAlias"`
+	ObjectEncoding       string          `json:"objectEncoding"`
+	ObjectFormat         string          `json:"objectFormat"`
+	ObjectVersionHistory int32           `json:"objectVersionHistory"`
+	FilePermission       json.RawMessage `json:"filePermission"`
+}
+
+func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
+	text := a["objects"]
+	if text == "" {
+		return &Error{Field: "objects", Msg: "objects is not set: list the objects to mount under objects: | array: [ - | objectName: … ]"}
+	}
+	if len(text) > maxObjectsText {
+		return &Error{Field: "objects", Msg: fmt.Sprintf("objects is %d bytes; the limit is %d: split the class", len(text), maxObjectsText)}
+	}
+	var arr struct {
+		Array []string `json:"array"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(text), &arr); err != nil {
+		return &Error{Field: "objects", Msg: fmt.Sprintf("objects is not a YAML mapping with an array of strings (%v); write it as objects: |, then array:, then one '- |' block per object", err)}
+	}
+	if len(arr.Array) > maxObjects {
+		return &Error{Field: "objects", Msg: fmt.Sprintf("%d objects; the limit is %d per class", len(arr.Array), maxObjects)}
+	}
+	files := map[string]string{}
+	for i, entry := range arr.Array {
+		o, err := c.parseObject(i, entry)
+		if err != nil {
+			return err
+		}
+		for _, f := range o.Files() {
+			if prev, dup := files[f]; dup {
+				return &Error{Field: "objects", Object: strconv.Itoa(i), Msg: fmt.Sprintf("file %q is also written by %s: give one of them a different objectAlias", f, prev)}
+			}
+			files[f] = fmt.Sprintf("objects[%d] (%s)", i, o.ID())
+		}
+		c.Objects = append(c.Objects, o)
+	}
+	return nil
+}
+
+func (c *Config) parseObject(i int, entry string) (Object, error) {
+	idx := strconv.Itoa(i)
+	var r rawObject
+	if err := yaml.UnmarshalStrict([]byte(entry), &r); err != nil {
+		return Object{}, &Error{Field: "objects", Object: idx, Msg: fmt.Sprintf("%v; the fields are objectName, objectType, objectVersion, objectAlias, objectEncoding, objectFormat, objectVersionHistory and filePermission", err)}
+	}
+	trim(&r)
+	o := Object{Name: r.ObjectName, Type: strings.ToLower(r.ObjectType), Version: r.ObjectVersion, File: r.ObjectAlias,
+		Encoding: strings.ToLower(r.ObjectEncoding), Format: strings.ToLower(r.ObjectFormat), History: int(r.ObjectVersionHistory)}
+	errorf := func(format string, args ...any) error {
+		return &Error{Field: "objects", Object: fmt.Sprintf("%s %s", idx, r.ObjectName), Msg: fmt.Sprintf(format, args...)}
+	}
+	if !objectNameRE.MatchString(o.Name) {
+		return o, errorf("objectName %q is not a Key Vault object name (1-127 letters, digits and hyphens)", o.Name)
+	}
+	if o.Type != TypeSecret && o.Type != TypeKey && o.Type != TypeCert {
+		return o, errorf("objectType %q is not one of secret, key, cert", r.ObjectType)
+	}
+	if strings.EqualFold(o.Version, "latest") {
+		o.Version = ""
+	}
+	if o.Version != "" && !versionRE.MatchString(o.Version) {
+		return o, errorf("objectVersion %q is not a Key Vault version (32 hex digits) or empty for the latest", o.Version)
+	}
+	if o.File == "" {
+		o.File = o.Name
+	}
+	if err := ValidatePath(o.File); err != nil {
+		return o, errorf("objectAlias %q: %v", o.File, err)
+	}
+	if err := o.checkEncodingAndFormat(); err != nil {
+		return o, errorf("%v", err)
+	}
+	if o.History < 0 || o.History > maxHistory {
+		return o, errorf("objectVersionHistory %d is out of range 0-%d", o.History, maxHistory)
+	}
+	mode, err := parseFileMode(r.FilePermission, c.DefaultMode)
+	if err != nil {
+		return o, errorf("%v", err)
+	}
+	o.Mode = mode
+	return o, nil
+}
+
+func trim(r *rawObject) {
+	for _, s := range []*string{&r.ObjectName, &r.ObjectType, &r.ObjectVersion, &r.ObjectAlias, &r.ObjectEncoding, &r.ObjectFormat} {
+		*s = strings.TrimSpace(*s)
+	}
+}
+
+func (o *Object) checkEncodingAndFormat() error {
+	switch o.Encoding {
+	case "", "utf8":
+		o.Encoding = EncodingUTF8
+	case EncodingUTF8, EncodingBase64, EncodingHex:
+	default:
+		return fmt.Errorf("objectEncoding %q is not one of utf-8, base64, hex", o.Encoding)
+	}
+	if o.Encoding != EncodingUTF8 && o.Type != TypeSecret {
+		return fmt.Errorf("objectEncoding applies to objectType secret only, not %s", o.Type)
+	}
+	switch o.Format {
+	case "":
+		o.Format = FormatPEM
+	case FormatPEM, FormatPFX:
+	default:
+		return fmt.Errorf("objectFormat %q is not one of pem, pfx", o.Format)
+	}
+	if o.Format == FormatPFX && o.Type != TypeSecret {
+		return fmt.Errorf("objectFormat pfx applies to objectType secret (a certificate's backing secret) only, not %s", o.Type)
+	}
+	return nil
+}
+
+// parseFileMode reads filePermission: an octal string ("0600"), or a YAML
+// number (an unquoted 0600 is already octal in YAML 1.1).
+func parseFileMode(raw json.RawMessage, def os.FileMode) (os.FileMode, error) {
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == `""` {
+		return def, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		v, err := strconv.ParseUint(strings.TrimSpace(s), 8, 32)
+		if err != nil || v > 0o777 {
+			return 0, fmt.Errorf("filePermission %q is not an octal file mode from 0000 to 0777 (e.g. \"0440\")", s)
+		}
+		return os.FileMode(v), nil
+	}
+	var n uint64
+	if err := json.Unmarshal(raw, &n); err != nil || n > 0o777 {
+		return 0, fmt.Errorf("filePermission %s is not an octal file mode from 0000 to 0777: quote it (e.g. \"0440\")", raw)
+	}
+	return os.FileMode(n), nil
+}
+
+// Files lists the file paths the object writes (without the extra .crt and
+// .key files of --write-cert-and-key-in-separate-files).
+func (o Object) Files() []string {
+	if o.History <= 1 {
+		return []string{o.File}
+	}
+	files := make([]string, o.History)
+	for i := range files {
+		files[i] = path.Join(o.File, strconv.Itoa(i))
+	}
+	return files
+}
+
+// ValidatePath accepts a relative file path that stays inside the mount:
+// not absolute, no empty, "." or ".." element (nor "..", anywhere, as
+// upstream refuses, which also keeps the atomic writer's ..data names
+// free), elements of at most 255 bytes, 4096 in all, no NUL.
+func ValidatePath(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("empty file name")
+	case len(p) > 4096:
+		return fmt.Errorf("path is longer than 4096 bytes")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("absolute paths are not allowed: use a relative name")
+	case strings.Contains(p, ".."):
+		return fmt.Errorf("'..' is not allowed in file names")
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("NUL is not allowed in file names")
+	case strings.Contains(p, "\\"):
+		return fmt.Errorf("backslashes are not allowed in file names: use / for sub-directories")
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == "" || el == "." {
+			return fmt.Errorf("empty or '.' path element: write a clean relative path such as dir/file")
+		}
+		if len(el) > 255 {
+			return fmt.Errorf("path element longer than 255 bytes")
+		}
+	}
+	return nil
+}
