@@ -1,15 +1,12 @@
 package azsim
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
+
+	"kvmount.dev/kvmount/internal/httpclient"
 )
 
 // NewTransport returns an HTTP transport that trusts azsim's CA (the PEM
@@ -17,28 +14,12 @@ import (
 // URLs stay https://<vault>.vault.azsim.test with no port and no DNS entry.
 // Any other host is dialled normally.
 func NewTransport(addr, caPath string) (*http.Transport, error) {
-	pem, err := os.ReadFile(caPath)
+	t, err := httpclient.NewTransport(httpclient.Options{CAFiles: []string{caPath}, OnlyCAFiles: true, Overrides: map[string]string{HostSuffix: addr}})
 	if err != nil {
-		return nil, fmt.Errorf("azsim CA: %w", err)
+		return nil, fmt.Errorf("azsim transport: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("azsim CA %s: no certificate in it", caPath)
-	}
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		DialContext: func(ctx context.Context, network, hostport string) (net.Conn, error) {
-			host, _, err := net.SplitHostPort(hostport)
-			if err == nil && IsAzsimHost(host) {
-				hostport = addr
-			}
-			return dialer.DialContext(ctx, network, hostport)
-		},
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-	}, nil
+	t.Proxy = nil // azsim is on loopback
+	return t, nil
 }
 
 // IsAzsimHost reports whether host is one of azsim's names.

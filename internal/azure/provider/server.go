@@ -1,0 +1,139 @@
+// Package provider is the Azure provider's gRPC face: the Secrets Store
+// provider API (v1alpha1 Version and Mount). A Mount is validate → parse →
+// resolve identity → fetch → respond; every failure leaves here as a gRPC
+// status with a deliberate code and a message that tells the user what to
+// change, chosen in one place (errors.go).
+package provider
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"kvmount.dev/kvmount/internal/azure/config"
+	"kvmount.dev/kvmount/internal/azure/identity"
+	"kvmount.dev/kvmount/internal/azure/keyvault"
+)
+
+// Version is reported by the Version RPC and --version.
+var Version = "v0.1.0"
+
+// Options wire the server.
+type Options struct {
+	Defaults   config.Defaults
+	Identities *identity.Source
+	Fetcher    *keyvault.Fetcher
+	Logger     *slog.Logger
+	Metrics    *Metrics
+	// MountTimeout bounds one Mount, below kubelet's two-minute CSI
+	// deadline so that the user sees our error, not kubelet's timeout.
+	MountTimeout time.Duration
+}
+
+// Server implements the provider API.
+type Server struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+	opts Options
+}
+
+var _ v1alpha1.CSIDriverProviderServer = (*Server)(nil)
+
+// New returns a Server.
+func New(opts Options) *Server {
+	if opts.MountTimeout == 0 {
+		opts.MountTimeout = 100 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: opts}
+}
+
+// Version answers the driver's version handshake.
+func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
+	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: "kvmount-provider-azure", RuntimeVersion: Version}, nil
+}
+
+// Mount fetches the class's objects and returns them as files.
+func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.MountTimeout)
+	defer cancel()
+	cfg, err := config.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission(), s.opts.Defaults)
+	var resp *v1alpha1.MountResponse
+	var who identity.Principal
+	if err == nil {
+		resp, who, err = s.mount(ctx, cfg)
+	}
+	if err != nil {
+		err = toStatus(err, cfg, who)
+	}
+	s.record(cfg, start, resp, err)
+	return resp, err
+}
+
+func (s *Server) mount(ctx context.Context, cfg config.Config) (*v1alpha1.MountResponse, identity.Principal, error) {
+	cred, err := s.opts.Identities.For(cfg)
+	if err != nil {
+		return nil, identity.Principal{}, err
+	}
+	// The mount's own identity must yield a token before any cached
+	// object is served to it: the cache is keyed by the principal the
+	// token names, so sharing never widens access.
+	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{cfg.Cloud.KeyVaultResource + "/.default"}, TenantID: cfg.TenantID})
+	if err != nil {
+		return nil, identity.Principal{}, &identityError{mode: cfg.Mode, err: err}
+	}
+	who, ok := identity.PrincipalOf(tok.Token)
+	if !ok {
+		who = identity.Principal{ObjectID: "credential:" + cred.Key}
+	}
+	files, versions, err := s.opts.Fetcher.Fetch(ctx, keyvault.Request{VaultURL: cfg.Cloud.VaultURL(cfg.VaultName), Cred: cred, Principal: who, Objects: cfg.Objects})
+	if err != nil {
+		return nil, who, err
+	}
+	resp, err := response(files, versions)
+	return resp, who, err
+}
+
+// response converts files and versions to the wire, checking once more
+// that every path is valid and written once (.crt/.key files included).
+func response(files []keyvault.File, versions []keyvault.Version) (*v1alpha1.MountResponse, error) {
+	resp := &v1alpha1.MountResponse{}
+	seen := map[string]bool{}
+	for _, f := range files {
+		if err := config.ValidatePath(f.Path); err != nil {
+			return nil, &config.Error{Field: "objects", Msg: fmt.Sprintf("file %q: %v", f.Path, err)}
+		}
+		if seen[f.Path] {
+			return nil, &config.Error{Field: "objects", Msg: fmt.Sprintf("file %q would be written twice (an objectAlias collides with a .crt/.key file): rename one", f.Path)}
+		}
+		seen[f.Path] = true
+		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.Path, Mode: int32(f.Mode), Contents: f.Contents})
+	}
+	for _, v := range versions {
+		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: v.ID, Version: v.Version})
+	}
+	return resp, nil
+}
+
+// record logs and counts one mount. It never logs attributes, secrets,
+// files or tokens: only who, where, how many, how long and the code.
+func (s *Server) record(cfg config.Config, start time.Time, resp *v1alpha1.MountResponse, err error) {
+	code := codeOf(err)
+	d := time.Since(start)
+	if s.opts.Metrics != nil {
+		s.opts.Metrics.observe(code, d)
+	}
+	attrs := []any{"pod", cfg.Pod.Namespace + "/" + cfg.Pod.Name, "vault", cfg.VaultName, "mode", cfg.Mode.String(),
+		"objects", len(cfg.Objects), "code", code.String(), "duration", d.Round(time.Millisecond)}
+	if err != nil {
+		s.opts.Logger.Warn("mount failed", append(attrs, "err", err)...)
+		return
+	}
+	s.opts.Logger.Info("mounted", append(attrs, "files", len(resp.GetFiles()))...)
+}
