@@ -251,8 +251,12 @@ func (s *Server) Close() error {
 	s.endpoints = map[string]*endpoint{}
 	s.mu.Unlock()
 	if s.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		errs = append(errs, s.http.Shutdown(ctx))
+		// Clients keep HTTP/2 connections open; give requests in flight a
+		// moment, then close whatever is left.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, s.http.Close())
+		}
 		cancel()
 	}
 	if s.db != nil {

@@ -70,10 +70,13 @@ func (f *Fetcher) history(ctx context.Context, req Request, c *clients, o config
 		return nil, err
 	}
 	all := v.([]versionInfo)
+	// Newest first by creation time; versions created in the same second
+	// (Key Vault's resolution) keep the list's order reversed, as lists
+	// come oldest first.
 	var enabled []versionInfo
-	for _, vi := range all {
-		if vi.enabled {
-			enabled = append(enabled, vi)
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].enabled {
+			enabled = append(enabled, all[i])
 		}
 	}
 	slices.SortStableFunc(enabled, func(a, b versionInfo) int { return b.created.Compare(a.created) })

@@ -50,10 +50,11 @@ func Run(ctx context.Context, rc RunConfig) error {
 
 // RunWithLogger is Run with the given logger.
 func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
-	srv, reg, err := build(rc, log)
+	srv, reg, closeIdle, err := build(rc, log)
 	if err != nil {
 		return err
 	}
+	defer closeIdle()
 	lis, err := socket.Listen(rc.Endpoint, 0o700)
 	if err != nil {
 		return err
@@ -89,18 +90,18 @@ func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
 }
 
 // build wires the server from its configuration.
-func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, error) {
+func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(), error) {
 	overrides := map[string]string{}
 	for _, o := range rc.HostOverrides {
 		suffix, addr, err := httpclient.ParseOverride(o)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		overrides[suffix] = addr
 	}
 	tr, err := httpclient.NewTransport(httpclient.Options{CAFiles: rc.CAFiles, Overrides: overrides})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	client := &http.Client{Transport: tr}
 	fetcher := keyvault.New(keyvault.Options{HTTPClient: client, CacheTTL: rc.CacheTTL, PerVault: rc.PerVault,
@@ -115,7 +116,7 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, error
 		Metrics:      NewMetrics(reg, fetcher),
 		MountTimeout: rc.MountTimeout,
 	})
-	return srv, reg, nil
+	return srv, reg, tr.CloseIdleConnections, nil
 }
 
 func logger(rc RunConfig) *slog.Logger {
