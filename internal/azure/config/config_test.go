@@ -75,7 +75,8 @@ func TestParseObjectsFields(t *testing.T) {
 	c, err := Parse(attrs(map[string]string{"objects": objects(
 		"objectName: s\nobjectType: Secret\nobjectAlias: dir/S\nobjectEncoding: BASE64\nfilePermission: \"0400\"",
 		"objectName: h\nobjectType: secret\nobjectVersionHistory: 3\nobjectVersion: latest",
-		"objectName: c\nobjectType: secret\nobjectFormat: PFX\nfilePermission: 0600")}), "", "", Defaults{})
+		"objectName: c\nobjectType: secret\nobjectFormat: PFX\nfilePermission: 0600",
+		"objectName: off\nobjectType: secret")}), "", "", Defaults{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +89,9 @@ func TestParseObjectsFields(t *testing.T) {
 	}
 	if pfx.Format != FormatPFX || pfx.Mode != 0o600 {
 		t.Errorf("unquoted YAML octal mode: %+v", pfx)
+	}
+	if off := c.Objects[3]; off.Name != "off" {
+		t.Errorf("objectName: off read as %q; YAML 1.2 (upstream's yaml.v3) keeps it a string", off.Name)
 	}
 }
 
@@ -137,7 +141,7 @@ func TestParseRefuses(t *testing.T) {
 		{"alias clashes with history", map[string]string{"objects": objects("objectName: a\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: a/1")}, "", "", `file "a/1" is also written`},
 		{"bad mode digits", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nfilePermission: \"0900\"")}, "", "", `filePermission "0900" is not an octal file mode`},
 		{"mode too large", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nfilePermission: \"1777\"")}, "", "", "is not an octal file mode"},
-		{"bad YAML", map[string]string{"objects": "array:\n  - |\n    objectName: [unclosed"}, "", "", "objects[0]: error converting YAML"},
+		{"bad YAML", map[string]string{"objects": "array:\n  - |\n    objectName: [unclosed"}, "", "", "objects[0]: yaml: line 1"},
 		{"objects not an array", map[string]string{"objects": "objectName: s"}, "", "", "not a YAML mapping with an array of strings"},
 		{"unknown object field", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVerison: abc")}, "", "", "objectVerison"},
 		{"unknown type", map[string]string{"objects": objects("objectName: s\nobjectType: kubernetes.io/dockerconfigjson")}, "", "", "is not one of secret, key, cert"},

@@ -1,14 +1,15 @@
 package config
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // Object kinds.
@@ -51,15 +52,27 @@ type Object struct {
 func (o Object) ID() string { return o.Type + "/" + o.Name }
 
 // rawObject is one entry as written in YAML, with upstream's field names.
+// YAML 1.2, as upstream reads it: objectName: off stays the string "off",
+// and an unquoted filePermission: 0600 stays the text "0600".
 type rawObject struct {
-	ObjectName           string          `json:"objectName"`
-	ObjectType           string          `json:"objectType"`
-	ObjectVersion        string          `json:"objectVersion"`
-	ObjectAlias          string          `json:"objectAlias"`
-	ObjectEncoding       string          `json:"objectEncoding"`
-	ObjectFormat         string          `json:"objectFormat"`
-	ObjectVersionHistory int32           `json:"objectVersionHistory"`
-	FilePermission       json.RawMessage `json:"filePermission"`
+	ObjectName           string `yaml:"objectName"`
+	ObjectType           string `yaml:"objectType"`
+	ObjectVersion        string `yaml:"objectVersion"`
+	ObjectAlias          string `yaml:"objectAlias"`
+	ObjectEncoding       string `yaml:"objectEncoding"`
+	ObjectFormat         string `yaml:"objectFormat"`
+	ObjectVersionHistory int32  `yaml:"objectVersionHistory"`
+	FilePermission       string `yaml:"filePermission"`
+}
+
+// strictYAML decodes one YAML document into v, refusing unknown fields.
+func strictYAML(text string, v any) error {
+	dec := yaml.NewDecoder(strings.NewReader(text))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }
 
 func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
@@ -71,9 +84,9 @@ func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
 		return &Error{Field: "objects", Msg: fmt.Sprintf("objects is %d bytes; the limit is %d: split the class", len(text), maxObjectsText)}
 	}
 	var arr struct {
-		Array []string `json:"array"`
+		Array []string `yaml:"array"`
 	}
-	if err := yaml.UnmarshalStrict([]byte(text), &arr); err != nil {
+	if err := strictYAML(text, &arr); err != nil {
 		return &Error{Field: "objects", Msg: fmt.Sprintf("objects is not a YAML mapping with an array of strings (%v); write it as objects: |, then array:, then one '- |' block per object", err)}
 	}
 	if len(arr.Array) > maxObjects {
@@ -99,7 +112,7 @@ func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
 func (c *Config) parseObject(i int, entry string) (Object, error) {
 	idx := strconv.Itoa(i)
 	var r rawObject
-	if err := yaml.UnmarshalStrict([]byte(entry), &r); err != nil {
+	if err := strictYAML(entry, &r); err != nil {
 		return Object{}, &Error{Field: "objects", Object: idx, Msg: fmt.Sprintf("%v; the fields are objectName, objectType, objectVersion, objectAlias, objectEncoding, objectFormat, objectVersionHistory and filePermission", err)}
 	}
 	trim(&r)
@@ -141,7 +154,7 @@ func (c *Config) parseObject(i int, entry string) (Object, error) {
 }
 
 func trim(r *rawObject) {
-	for _, s := range []*string{&r.ObjectName, &r.ObjectType, &r.ObjectVersion, &r.ObjectAlias, &r.ObjectEncoding, &r.ObjectFormat} {
+	for _, s := range []*string{&r.ObjectName, &r.ObjectType, &r.ObjectVersion, &r.ObjectAlias, &r.ObjectEncoding, &r.ObjectFormat, &r.FilePermission} {
 		*s = strings.TrimSpace(*s)
 	}
 }
@@ -170,25 +183,16 @@ func (o *Object) checkEncodingAndFormat() error {
 	return nil
 }
 
-// parseFileMode reads filePermission: an octal string ("0600"), or a YAML
-// number (an unquoted 0600 is already octal in YAML 1.1).
-func parseFileMode(raw json.RawMessage, def os.FileMode) (os.FileMode, error) {
-	if len(raw) == 0 || string(raw) == "null" || string(raw) == `""` {
+// parseFileMode reads filePermission, an octal string such as "0440".
+func parseFileMode(s string, def os.FileMode) (os.FileMode, error) {
+	if s == "" {
 		return def, nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		v, err := strconv.ParseUint(strings.TrimSpace(s), 8, 32)
-		if err != nil || v > 0o777 {
-			return 0, fmt.Errorf("filePermission %q is not an octal file mode from 0000 to 0777 (e.g. \"0440\")", s)
-		}
-		return os.FileMode(v), nil
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o777 {
+		return 0, fmt.Errorf("filePermission %q is not an octal file mode from 0000 to 0777 (e.g. \"0440\")", s)
 	}
-	var n uint64
-	if err := json.Unmarshal(raw, &n); err != nil || n > 0o777 {
-		return 0, fmt.Errorf("filePermission %s is not an octal file mode from 0000 to 0777: quote it (e.g. \"0440\")", raw)
-	}
-	return os.FileMode(n), nil
+	return os.FileMode(v), nil
 }
 
 // Files lists the file paths the object writes (without the extra .crt and

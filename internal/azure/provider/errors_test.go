@@ -1,0 +1,78 @@
+package provider_test
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+
+	"kvmount.dev/kvmount/internal/azsim"
+)
+
+// TestBadInputs is the provider's bad-input table through real gRPC: each
+// row gets its documented code and message, and no file is returned.
+func TestBadInputs(t *testing.T) {
+	s, cloudEnv := newSim(t, azsim.Config{})
+	vaultWithSecret(t, s, "v")
+	admin(t, s, "keyvault key create", azsim.KeyArgs{VaultName: "kv1", Name: "sym", KTY: "oct"})
+	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "off", Value: "v", Disabled: true})
+	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "plain", Value: "not base64!"})
+	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	grant(t, s, sp["appId"].(string))
+	nogrant := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	creds := map[string]string{"clientid": sp["appId"].(string), "clientsecret": sp["password"].(string)}
+	noCreds := map[string]string{"clientid": nogrant["appId"].(string), "clientsecret": nogrant["password"].(string)}
+	e := startProvider(t, s, cloudEnv, nil)
+
+	obj := func(o string) func(params) { return func(p params) { p["objects"] = objectsYAML(o) } }
+	set := func(k, v string) func(params) { return func(p params) { p[k] = v } }
+	tests := []struct {
+		name    string
+		edit    func(params)
+		secrets map[string]string
+		code    codes.Code
+		parts   []string
+	}{
+		{"traversal alias", obj("objectName: secret1\nobjectType: secret\nobjectAlias: ../../etc/shadow"), creds, codes.InvalidArgument, []string{"'..' is not allowed"}},
+		{"absolute alias", obj("objectName: secret1\nobjectType: secret\nobjectAlias: /etc/shadow"), creds, codes.InvalidArgument, []string{"absolute paths"}},
+		{"duplicate file names", func(p params) {
+			p["objects"] = objectsYAML("objectName: secret1\nobjectType: secret", "objectName: other\nobjectType: secret\nobjectAlias: secret1")
+		}, creds, codes.InvalidArgument, []string{`file "secret1" is also written`}},
+		{"bad mode", obj("objectName: secret1\nobjectType: secret\nfilePermission: \"0900\""), creds, codes.InvalidArgument, []string{"filePermission"}},
+		{"bad YAML", set("objects", "array:\n  - |\n    objectName: [x"), creds, codes.InvalidArgument, []string{"objects[0]"}},
+		{"unknown type", obj("objectName: secret1\nobjectType: configmap"), creds, codes.InvalidArgument, []string{"not one of secret, key, cert"}},
+		{"unknown field", obj("objectName: secret1\nobjectType: secret\nobjectVersionHistroy: 2"), creds, codes.InvalidArgument, []string{"objectVersionHistroy"}},
+		{"bad vault name", set("keyvaultName", "kv_1"), creds, codes.InvalidArgument, []string{"keyvaultName", "not a key vault name"}},
+		{"missing tenant", set("tenantId", ""), creds, codes.InvalidArgument, []string{"tenantId is not provided"}},
+		{"conflicting modes", func(p params) { p["usePodIdentity"], p["useVMManagedIdentity"] = "true", "true" }, creds, codes.InvalidArgument, []string{"only one identity mode"}},
+		{"oversized objects", set("objects", "array:\n"+strings.Repeat("  - |\n    objectName: s\n", 20000)), creds, codes.InvalidArgument, []string{"the limit is"}},
+		{"too many history versions", obj("objectName: secret1\nobjectType: secret\nobjectVersionHistory: 101"), creds, codes.InvalidArgument, []string{"out of range"}},
+		{"no credentials", nil, nil, codes.InvalidArgument, []string{"nodePublishSecretRef"}},
+		{"wrong secret", nil, map[string]string{"clientid": sp["appId"].(string), "clientsecret": "nope"}, codes.Unauthenticated, []string{"wrong or expired"}},
+		{"unknown app", nil, map[string]string{"clientid": "00000000-0000-0000-0000-0000000000aa", "clientsecret": "x"}, codes.Unauthenticated, []string{"does not exist in tenant"}},
+		{"not allowed", nil, noCreds, codes.PermissionDenied, []string{"may not read secret \"secret1\"", "az keyvault set-policy -n kv1 --secret-permissions get --spn " + nogrant["appId"].(string)}},
+		{"missing secret", obj("objectName: nothere\nobjectType: secret"), creds, codes.NotFound, []string{`secret "nothere" does not exist in key vault "kv1"`}},
+		{"missing version", obj("objectName: secret1\nobjectType: secret\nobjectVersion: 0123456789abcdef0123456789abcdef"), creds, codes.NotFound, []string{"version 0123456789abcdef0123456789abcdef"}},
+		{"disabled secret", obj("objectName: off\nobjectType: secret"), creds, codes.FailedPrecondition, []string{"is disabled"}},
+		{"symmetric key", obj("objectName: sym\nobjectType: key"), creds, codes.InvalidArgument, []string{"symmetric (oct) key"}},
+		{"wrong encoding", obj("objectName: plain\nobjectType: secret\nobjectEncoding: base64"), creds, codes.InvalidArgument, []string{"not standard base64"}},
+		{"vault of another tenant", set("tenantId", "0b0b0b0b-0000-4000-8000-00000000000b"), creds, codes.Unauthenticated, nil},
+		{"cloud file missing", func(p params) { p["cloudName"], p["cloudEnvFileName"] = "AzureStackCloud", "/nonexistent/cloud.json" }, creds, codes.InvalidArgument, []string{"read cloud environment file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := e.baseParams("objectName: secret1\nobjectType: secret")
+			if tt.edit != nil {
+				tt.edit(p)
+			}
+			resp, err := e.mount(p, tt.secrets)
+			if len(resp.GetFiles()) != 0 {
+				t.Fatalf("files returned with an error: %d", len(resp.GetFiles()))
+			}
+			wantCode(t, err, tt.code, tt.parts...)
+		})
+	}
+	if strings.Contains(e.logs.String(), sp["password"].(string)) || strings.Contains(e.logs.String(), nogrant["password"].(string)) {
+		t.Error("a client secret reached the provider's log")
+	}
+}
