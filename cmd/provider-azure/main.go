@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.SeparateCertKey, "write-cert-and-key-in-separate-files", false, "also write <file>.crt and <file>.key for certificate-backed secrets")
 	fs.BoolVar(&cfg.ConstructPEMChain, "construct-pem-chain", true, "order certificate chains leaf → intermediates → root")
 	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", 2*time.Minute, "how long a fetched object is shared by mounts of the same identity (0 disables)")
-	fs.IntVar(&cfg.PerVault, "per-vault-concurrency", 8, "concurrent requests per vault")
+	fs.IntVar(&cfg.PerVault, "per-vault-concurrency", 16, "concurrent requests per vault")
 	fs.DurationVar(&cfg.MountTimeout, "mount-timeout", 100*time.Second, "limit of one Mount; keep it under kubelet's 2m")
 	fs.BoolVar(&cfg.JSONLogs, "log-format-json", false, "log JSON instead of text")
 	fs.BoolVar(&cfg.Debug, "v", false, "debug logging (never secret values)")

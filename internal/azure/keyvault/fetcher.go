@@ -38,7 +38,7 @@ type Options struct {
 	// CacheTTL is how long a fetched object version is served to other
 	// mounts of the same principal; zero disables the cache.
 	CacheTTL time.Duration
-	// PerVault bounds concurrent requests to one vault (default 8).
+	// PerVault bounds concurrent requests to one vault (default 16).
 	PerVault int
 	// SeparateCertKey also writes <file>.crt and <file>.key for
 	// certificate-backed secrets (--write-cert-and-key-in-separate-files).
@@ -86,7 +86,7 @@ type cached struct {
 // New returns a Fetcher.
 func New(opts Options) *Fetcher {
 	if opts.PerVault == 0 {
-		opts.PerVault = 8
+		opts.PerVault = 16
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

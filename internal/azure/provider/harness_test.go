@@ -23,7 +23,7 @@ import (
 // env is an azsim cloud plus a provider serving on a unix socket, talked
 // to over real gRPC as the driver does.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	sim      *azsim.Server
 	cloudEnv string
 	client   v1alpha1.CSIDriverProviderClient
@@ -49,7 +49,7 @@ func (s *syncBuffer) String() string {
 
 // newSim starts azsim and writes the AzureStackCloud file that points the
 // provider at it.
-func newSim(t *testing.T, cfg azsim.Config) (*azsim.Server, string) {
+func newSim(t testing.TB, cfg azsim.Config) (*azsim.Server, string) {
 	t.Helper()
 	cfg.DataDir = t.TempDir()
 	s, err := azsim.Start(context.Background(), cfg)
@@ -68,13 +68,13 @@ func newSim(t *testing.T, cfg azsim.Config) (*azsim.Server, string) {
 
 // startProvider runs the provider process's Run against sim, with IMDS
 // and NMI endpoints as a node would have them.
-func startProvider(t *testing.T, sim *azsim.Server, cloudEnv string, tune func(*provider.RunConfig)) *env {
+func startProvider(t testing.TB, sim *azsim.Server, cloudEnv string, tune func(*provider.RunConfig)) *env {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "azure.sock")
 	rc := provider.RunConfig{Endpoint: "unix://" + sock, CloudName: "AzureStackCloud", CloudEnvFile: cloudEnv,
 		CAFiles: []string{sim.CAPath()}, HostOverrides: []string{azsim.HostSuffix + "=" + sim.Addr()},
 		NMIEndpoint: "http://127.0.0.1:1", IMDSEndpoint: "http://127.0.0.1:1",
-		ConstructPEMChain: true, CacheTTL: 2 * time.Minute, PerVault: 8, MountTimeout: 30 * time.Second, Debug: true}
+		ConstructPEMChain: true, CacheTTL: 2 * time.Minute, PerVault: 16, MountTimeout: 30 * time.Second, Debug: true}
 	if tune != nil {
 		tune(&rc)
 	}
@@ -138,7 +138,7 @@ func (e *env) mount(p params, secrets map[string]string) (*v1alpha1.MountRespons
 	return e.client.Mount(ctx, &v1alpha1.MountRequest{Attributes: string(a), Secrets: string(s), TargetPath: "/tmp/unused", Permission: "420"})
 }
 
-func admin(t *testing.T, s *azsim.Server, verb string, args any) map[string]any {
+func admin(t testing.TB, s *azsim.Server, verb string, args any) map[string]any {
 	t.Helper()
 	out, err := s.Admin(context.Background(), verb, args)
 	if err != nil {

@@ -22,13 +22,13 @@ import (
 )
 
 // vaultWithSecret makes kv1 with secret1 = value.
-func vaultWithSecret(t *testing.T, s *azsim.Server, value string) {
+func vaultWithSecret(t testing.TB, s *azsim.Server, value string) {
 	t.Helper()
 	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "secret1", Value: value})
 }
 
-func grant(t *testing.T, s *azsim.Server, spn string) {
+func grant(t testing.TB, s *azsim.Server, spn string) {
 	t.Helper()
 	get := ptr([]string{"get", "list"})
 	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: spn, Secrets: get, Keys: get, Certificates: get})
