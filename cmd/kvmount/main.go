@@ -17,6 +17,9 @@ const usage = `kvmount: Azure Key Vault secrets as files in Kubernetes pods, tes
 Usage:
   kvmount up [--nodes N] [--dir DIR] [--base-port PORT]   start a local cluster until interrupted
   kvmount demo                                            play the seed's identity scenarios (not yet implemented)
+  kvmount bench provider --endpoint unix:///…/azure.sock (--request FILE | --class SPC --pod POD)
+                         [-c N] [-d 10s | -n N] [--azsim-data-dir DIR --vault NAME]
+                                                          load a provider socket and report latency
 `
 
 // errUsage marks errors whose fix is reading the usage text.
@@ -44,6 +47,11 @@ func run(ctx context.Context, args []string) error {
 		return up(ctx, args[1:])
 	case "demo":
 		return errors.New("demo: not yet implemented: the seed's three identity methods need azsim, the provider and the driver, which have not landed yet (see the open issues); `kvmount up` works today")
+	case "bench":
+		if len(args) < 2 || args[1] != "provider" {
+			return fmt.Errorf("%w: kvmount bench provider …", errUsage)
+		}
+		return benchProvider(ctx, args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

@@ -65,7 +65,7 @@ func runVerb(ctx context.Context, dataDir, verb string, rest []string, stdout io
 	if p, ok := argMap["policy"].(map[string]any); ok {
 		argMap["policy"] = restPolicy(p)
 	}
-	result, err := call(ctx, dataDir, verb, argMap)
+	result, err := Call(ctx, dataDir, verb, argMap)
 	if err != nil {
 		return err
 	}
@@ -108,8 +108,8 @@ func dataDirArg(args []string) (string, []string) {
 	return dir, rest
 }
 
-// call posts a verb to the running server's admin API.
-func call(ctx context.Context, dataDir, verb string, args map[string]any) (any, error) {
+// Call posts a verb to the running server's admin API and returns its result.
+func Call(ctx context.Context, dataDir, verb string, args map[string]any) (any, error) {
 	e, err := azsim.ReadEndpoints(dataDir)
 	if err != nil {
 		return nil, err

@@ -81,7 +81,9 @@ func startProvider(t testing.TB, sim *azsim.Server, cloudEnv string, tune func(*
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- provider.RunWithLogger(ctx, rc, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))) }()
+	go func() {
+		done <- provider.RunWithLogger(ctx, rc, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
