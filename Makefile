@@ -7,7 +7,7 @@ BIN      := $(CURDIR)/bin
 PKGS     := ./...
 TESTARGS ?=
 
-.PHONY: all build vet cluster-bins test test-compile host-deps demo tidy clean
+.PHONY: all build vet cluster-bins test test-compile host-deps demo crds tidy clean
 
 all: build
 
@@ -41,6 +41,10 @@ test: host-deps build vet cluster-bins test-compile
 ## demo: the seed's three identity methods on a local node
 demo: build cluster-bins
 	$(BIN)/kvmount demo
+
+## crds: regenerate deploy/crds/secrets-store.csi.x-k8s.io.yaml from the Go types
+crds:
+	$(GO) run ./internal/apis/secretsstore/gencrds deploy/crds/secrets-store.csi.x-k8s.io.yaml
 
 ## tidy: go mod tidy (see DESIGN.md for why -e may be needed)
 tidy:
