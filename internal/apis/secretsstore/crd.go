@@ -66,9 +66,9 @@ func (c crd) object() map[string]any {
 		"kind":       "CustomResourceDefinition",
 		"metadata":   map[string]any{"name": c.plural + "." + v1.Group},
 		"spec": map[string]any{
-			"group": v1.Group,
-			"names": map[string]any{"kind": c.kind, "listKind": c.kind + "List", "plural": c.plural, "singular": c.singular},
-			"scope": "Namespaced",
+			"group":    v1.Group,
+			"names":    map[string]any{"kind": c.kind, "listKind": c.kind + "List", "plural": c.plural, "singular": c.singular},
+			"scope":    "Namespaced",
 			"versions": []any{version("v1", true), version("v1alpha1", false)},
 		},
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"kvmount.dev/kvmount/internal/atomicdir"
 )
 
 // Object kinds.
@@ -208,32 +210,6 @@ func (o Object) Files() []string {
 	return files
 }
 
-// ValidatePath accepts a relative file path that stays inside the mount:
-// not absolute, no empty, "." or ".." element (nor "..", anywhere, as
-// upstream refuses, which also keeps the atomic writer's ..data names
-// free), elements of at most 255 bytes, 4096 in all, no NUL.
-func ValidatePath(p string) error {
-	switch {
-	case p == "":
-		return fmt.Errorf("empty file name")
-	case len(p) > 4096:
-		return fmt.Errorf("path is longer than 4096 bytes")
-	case strings.HasPrefix(p, "/"):
-		return fmt.Errorf("absolute paths are not allowed: use a relative name")
-	case strings.Contains(p, ".."):
-		return fmt.Errorf("'..' is not allowed in file names")
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("NUL is not allowed in file names")
-	case strings.Contains(p, "\\"):
-		return fmt.Errorf("backslashes are not allowed in file names: use / for sub-directories")
-	}
-	for _, el := range strings.Split(p, "/") {
-		if el == "" || el == "." {
-			return fmt.Errorf("empty or '.' path element: write a clean relative path such as dir/file")
-		}
-		if len(el) > 255 {
-			return fmt.Errorf("path element longer than 255 bytes")
-		}
-	}
-	return nil
-}
+// ValidatePath is the driver's own path check (atomicdir.ValidatePath), so
+// that the provider refuses exactly what the driver would.
+func ValidatePath(p string) error { return atomicdir.ValidatePath(p) }

@@ -1,0 +1,226 @@
+package atomicdir
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+func readAll(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if strings.HasPrefix(rel, "..") {
+			if d.IsDir() && rel != "." {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			fi, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			if fi.IsDir() {
+				return filepath.WalkDir(p+"/", func(q string, e fs.DirEntry, err error) error {
+					if err == nil && !e.IsDir() {
+						b, _ := os.ReadFile(q)
+						r, _ := filepath.Rel(p, q)
+						out[filepath.Join(rel, r)] = string(b)
+					}
+					return err
+				})
+			}
+			b, err := os.ReadFile(p)
+			out[rel] = string(b)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestWrite(t *testing.T) {
+	old := syscall.Umask(0o077) // a strict umask must not narrow the modes asked for
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	steps := []struct {
+		name        string
+		files       []File
+		wantChanged bool
+		want        map[string]string
+		wantErr     string
+	}{
+		{"first write", []File{{"a", 0o644, []byte("1")}, {"sub/b", 0o400, []byte("2")}}, true, map[string]string{"a": "1", "sub/b": "2"}, ""},
+		{"same again", []File{{"sub/b", 0o400, []byte("2")}, {"a", 0o644, []byte("1")}}, false, map[string]string{"a": "1", "sub/b": "2"}, ""},
+		{"mode only", []File{{"a", 0o600, []byte("1")}, {"sub/b", 0o400, []byte("2")}}, true, map[string]string{"a": "1", "sub/b": "2"}, ""},
+		{"content and removal", []File{{"a", 0o600, []byte("new")}}, true, map[string]string{"a": "new"}, ""},
+		{"traversal refused", []File{{"../escape", 0o644, []byte("x")}}, false, map[string]string{"a": "new"}, "'..' is not allowed"},
+		{"file and dir", []File{{"x", 0o644, nil}, {"x/y", 0o644, nil}}, false, map[string]string{"a": "new"}, "both a file and a directory"},
+		{"duplicate", []File{{"x", 0o644, nil}, {"x", 0o644, nil}}, false, map[string]string{"a": "new"}, "given twice"},
+		{"special bits", []File{{"x", os.ModeSetuid | 0o755, nil}}, false, map[string]string{"a": "new"}, "beyond the permissions"},
+	}
+	for _, s := range steps {
+		changed, err := Write(dir, s.files)
+		if s.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), s.wantErr) {
+				t.Fatalf("%s: error %v, want %q", s.name, err, s.wantErr)
+			}
+		} else if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if changed != s.wantChanged {
+			t.Errorf("%s: changed = %v, want %v", s.name, changed, s.wantChanged)
+		}
+		if got := readAll(t, dir); fmt.Sprint(got) != fmt.Sprint(s.want) {
+			t.Errorf("%s: files %v, want %v", s.name, got, s.want)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, "a"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode of a: %v %v, want 0600", fi.Mode().Perm(), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 4 { // a, ..data, the payload and the one before
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("dir holds %v, want a, ..data and two payloads", names)
+	}
+}
+
+// TestAtomicRotations rotates three files 1,000 times while readers loop
+// over them: every read returns one complete version, never a torn or
+// missing file, and a file's version never goes backwards.
+func TestAtomicRotations(t *testing.T) {
+	dir := t.TempDir()
+	content := func(v int) []byte { return []byte(strings.Repeat(fmt.Sprintf("v%06d;", v), 4096)) } // 32 KiB
+	write := func(v int) {
+		if _, err := Write(dir, []File{{"a", 0o644, content(v)}, {"b", 0o644, content(v)}, {"dir/c", 0o644, content(v)}}); err != nil {
+			t.Error(err)
+		}
+	}
+	write(0)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var reads atomic.Int64
+	for _, name := range []string{"a", "b", "dir/c"} {
+		wg.Go(func() {
+			last := -1
+			for !stop.Load() {
+				b, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil {
+					t.Errorf("read %s: %v", name, err)
+					return
+				}
+				var v int
+				if _, err := fmt.Sscanf(string(b), "v%06d;", &v); err != nil || string(b) != string(content(v)) {
+					t.Errorf("%s: torn read (%d bytes)", name, len(b))
+					return
+				}
+				if v < last {
+					t.Errorf("%s went back from %d to %d", name, last, v)
+					return
+				}
+				last = v
+				reads.Add(1)
+			}
+		})
+	}
+	for v := 1; v <= 1000; v++ {
+		write(v)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if reads.Load() < 100 {
+		t.Errorf("only %d reads happened during the rotations: the test proves little", reads.Load())
+	}
+}
+
+func TestMountTmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts tmpfs: run as root (make test)")
+	}
+	dir := filepath.Join(t.TempDir(), "mount")
+	for range 2 { // idempotent
+		if err := MountTmpfs(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := Mounted(dir); err != nil || !ok {
+		t.Fatalf("not mounted: %v", err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil || st.Type != 0x01021994 { // TMPFS_MAGIC
+		t.Fatalf("filesystem type %x, want tmpfs", st.Type)
+	}
+	if _, err := Write(dir, []File{{"s", 0o600, []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // succeeds when already gone
+		if err := Unmount(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dir still there: %v", err)
+	}
+}
+
+// FuzzWrite writes arbitrary file sets: Write either refuses them or puts
+// every file inside dir, readable through its top-level symlink.
+func FuzzWrite(f *testing.F) {
+	f.Add("a", "b/c", "x")
+	f.Add("../x", "a", "y")
+	f.Add("a/..data", ".hidden", "z")
+	f.Add("a", "a/b", "")
+	f.Fuzz(func(t *testing.T, p1, p2, data string) {
+		root := t.TempDir()
+		dir := filepath.Join(root, "vol")
+		os.Mkdir(dir, 0o755)
+		_, err := Write(dir, []File{{p1, 0o644, []byte(data)}, {p2, 0o600, []byte(data)}})
+		outside, _ := os.ReadDir(root)
+		if len(outside) != 1 {
+			t.Fatalf("Write(%q, %q) created files beside the volume", p1, p2)
+		}
+		if err != nil {
+			return
+		}
+		for _, p := range []string{p1, p2} {
+			if b, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(b) != data {
+				t.Fatalf("file %q not readable after Write: %v", p, err)
+			}
+		}
+	})
+}
+
+// FuzzValidatePath checks that an accepted path never leaves its root.
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{"a", "a/b", "../a", "/a", "a/./b", "a\\..\\b", ".hidden", "a/..data"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePath(p) != nil {
+			return
+		}
+		clean := filepath.Clean("/root/" + p)
+		if !strings.HasPrefix(clean, "/root/") || clean != "/root/"+p {
+			t.Fatalf("accepted %q, which resolves to %q", p, clean)
+		}
+	})
+}
