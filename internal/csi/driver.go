@@ -1,0 +1,106 @@
+// Package csi is the Secrets Store CSI node plugin: the CSI Identity and
+// Node services kubelet calls, and kubelet's plugin registration, so one
+// container per node does what upstream needs three for. Only what is
+// implemented is advertised: no Controller service, no stage/unstage
+// (kubelet never stages ephemeral inline volumes).
+package csi
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"kvmount.dev/kvmount/internal/providers"
+)
+
+// DriverName is the CSI driver name of the Secrets Store CSI driver.
+const DriverName = "secrets-store.csi.k8s.io"
+
+// Config configures the node plugin.
+type Config struct {
+	DriverName string
+	NodeID     string
+	// Providers calls provider plugins.
+	Providers *providers.Clients
+	Kube      kubernetes.Interface
+	Dynamic   dynamic.Interface
+	// RotationPollInterval is the least time between two provider calls
+	// for one volume; kubelet's republish comes more often.
+	RotationPollInterval time.Duration
+	// Rotation enables republish; without it a mounted volume is never
+	// refreshed.
+	Rotation bool
+	// ProviderTimeout bounds one provider Mount, below kubelet's 2m.
+	ProviderTimeout time.Duration
+	Logger          *slog.Logger
+	Metrics         *Metrics
+	Version         string
+	Now             func() time.Time
+}
+
+// Driver implements the CSI Identity and Node services.
+type Driver struct {
+	cfg Config
+
+	mu      sync.Mutex // guards volumes
+	volumes map[string]*volume
+	// registered is kubelet's last registration verdict.
+	registered atomic.Bool
+}
+
+// volume is what the driver remembers of one published volume. Its mutex
+// serialises publishes of the volume (kubelet may retry while one runs).
+type volume struct {
+	mu sync.Mutex
+	// lastSuccess is the end of the last successful provider call, the
+	// rotation throttle's clock (not a directory mtime, which only moves
+	// when content changes).
+	lastSuccess time.Time
+	versions    map[string]string
+	statusDone  bool
+}
+
+// New returns a Driver.
+func New(cfg Config) *Driver {
+	if cfg.DriverName == "" {
+		cfg.DriverName = DriverName
+	}
+	if cfg.RotationPollInterval == 0 {
+		cfg.RotationPollInterval = 2 * time.Minute
+	}
+	if cfg.ProviderTimeout == 0 {
+		cfg.ProviderTimeout = 100 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	return &Driver{cfg: cfg, volumes: map[string]*volume{}}
+}
+
+// volumeState returns (creating) the state of volume id.
+func (d *Driver) volumeState(id string) *volume {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.volumes[id]
+	if !ok {
+		v = &volume{}
+		d.volumes[id] = v
+	}
+	return v
+}
+
+func (d *Driver) forget(id string) {
+	d.mu.Lock()
+	delete(d.volumes, id)
+	d.mu.Unlock()
+}

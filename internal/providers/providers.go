@@ -1,0 +1,109 @@
+// Package providers is the driver's client of provider plugins: it finds a
+// provider's socket (<dir>/<name>.sock, in the configured directories, in
+// order), keeps one gRPC connection per provider, and calls Mount with a
+// deadline shorter than kubelet's.
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+)
+
+// Errors callers branch on.
+var (
+	ErrInvalidName = errors.New("invalid provider name")
+	ErrNotFound    = errors.New("provider not found")
+)
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`)
+
+// serviceConfig retries a call while the provider restarts (UNAVAILABLE),
+// and waits for its socket to come back rather than failing at once.
+const serviceConfig = `{"methodConfig":[{"name":[{"service":"v1alpha1.CSIDriverProvider"}],"waitForReady":true,
+"retryPolicy":{"MaxAttempts":3,"InitialBackoff":"1s","MaxBackoff":"10s","BackoffMultiplier":1.1,"RetryableStatusCodes":["UNAVAILABLE"]}}]}`
+
+// Clients finds and dials providers.
+type Clients struct {
+	dirs       []string
+	maxRecvMsg int
+
+	mu    sync.Mutex // guards conns
+	conns map[string]*grpc.ClientConn
+}
+
+// New returns Clients that look for sockets in dirs, in order.
+func New(dirs []string, maxRecvMsg int) *Clients {
+	if maxRecvMsg == 0 {
+		maxRecvMsg = 4 << 20
+	}
+	return &Clients{dirs: dirs, maxRecvMsg: maxRecvMsg, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Socket returns the socket path of provider name, the first that exists.
+func (c *Clients) Socket(name string) (string, error) {
+	if !nameRE.MatchString(name) {
+		return "", fmt.Errorf("%w %q: use letters, digits, _ and - (at most 30)", ErrInvalidName, name)
+	}
+	for _, d := range c.dirs {
+		p := filepath.Join(d, name+".sock")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no %s.sock in %v: is the %s provider running on this node?", ErrNotFound, name, c.dirs, name)
+}
+
+// client returns the cached connection to provider name.
+func (c *Clients) client(name string) (v1alpha1.CSIDriverProviderClient, error) {
+	path, err := c.Socket(name)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := name + "|" + path
+	if conn, ok := c.conns[key]; ok {
+		return v1alpha1.NewCSIDriverProviderClient(conn), nil
+	}
+	// The socket is only reachable by root on the node: its protection is
+	// the file system, so the connection is not encrypted.
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithAuthority("localhost"), grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.maxRecvMsg)))
+	if err != nil {
+		return nil, fmt.Errorf("dial provider %s: %w", name, err)
+	}
+	c.conns[key] = conn
+	return v1alpha1.NewCSIDriverProviderClient(conn), nil
+}
+
+// Mount calls provider name's Mount, bounded by timeout.
+func (c *Clients) Mount(ctx context.Context, name string, req *v1alpha1.MountRequest, timeout time.Duration) (*v1alpha1.MountResponse, error) {
+	client, err := c.client(name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return client.Mount(ctx, req)
+}
+
+// Close closes every connection.
+func (c *Clients) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, conn := range c.conns {
+		conn.Close()
+		delete(c.conns, k)
+	}
+}

@@ -1,0 +1,235 @@
+// Package secretsync keeps the Kubernetes Secrets a SecretProviderClass's
+// secretObjects describe in step with a pod's mounted files. Each pod that
+// mounts the class adds itself as an owner of the Secret, and owners are
+// merged, never replaced, so the Secret lives exactly while some pod on any
+// node uses it: the garbage collector removes a deleted pod's reference and
+// deletes the Secret with its last owner. (Upstream v1.6.0 replaced owner
+// references on every update, and Secrets were deleted mid-rollout.)
+// Writes happen only when something changed.
+package secretsync
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
+)
+
+// ManagedLabel marks Secrets the driver created, as upstream does.
+const ManagedLabel = "secrets-store.csi.k8s.io/managed"
+
+// Owner is the pod a Secret is synced for.
+type Owner struct {
+	Namespace, Name string
+	UID             types.UID
+}
+
+// Sync creates or updates each secretObject's Secret from files (mounted
+// path → contents). It returns the names of Secrets it wrote.
+func Sync(ctx context.Context, kube kubernetes.Interface, owner Owner, objs []*v1.SecretObject, files map[string][]byte) ([]string, error) {
+	var written []string
+	var errs []error
+	for i, so := range objs {
+		want, err := build(i, so, owner, files)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changed, err := apply(ctx, kube, want, owner)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("secretObjects[%d] Secret %s/%s: %w", i, owner.Namespace, so.SecretName, err))
+			continue
+		}
+		if changed {
+			written = append(written, so.SecretName)
+		}
+	}
+	return written, errors.Join(errs...)
+}
+
+// build makes the Secret a secretObject describes.
+func build(i int, so *v1.SecretObject, owner Owner, files map[string][]byte) (*corev1.Secret, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("secretObjects[%d] (%s): %s", i, so.SecretName, fmt.Sprintf(format, args...))
+	}
+	if errs := validation.IsDNS1123Subdomain(so.SecretName); len(errs) > 0 {
+		return nil, bad("secretName is not a valid Secret name: %s", strings.Join(errs, "; "))
+	}
+	typ := corev1.SecretType(so.Type)
+	if typ == "" {
+		typ = corev1.SecretTypeOpaque
+	}
+	if len(so.Data) == 0 {
+		return nil, bad("data is empty: list objectName/key pairs")
+	}
+	data := map[string][]byte{}
+	for _, d := range so.Data {
+		if d == nil || d.Key == "" {
+			return nil, bad("a data entry has no key")
+		}
+		content, ok := files[d.ObjectName]
+		if !ok {
+			return nil, bad("objectName %q is not a mounted file (it must be the file name: the object's alias or name)", d.ObjectName)
+		}
+		if typ == corev1.SecretTypeTLS && (d.Key == corev1.TLSCertKey || d.Key == corev1.TLSPrivateKeyKey) {
+			part, err := tlsPart(content, d.Key)
+			if err != nil {
+				return nil, bad("%s from %q: %v", d.Key, d.ObjectName, err)
+			}
+			content = part
+		}
+		data[d.Key] = content
+	}
+	labels := maps.Clone(so.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[ManagedLabel] = "true"
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: so.SecretName, Namespace: owner.Namespace, Labels: labels, Annotations: maps.Clone(so.Annotations),
+			OwnerReferences: []metav1.OwnerReference{ownerRef(owner)}},
+		Type: typ, Data: data,
+	}, nil
+}
+
+func ownerRef(o Owner) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: o.Name, UID: o.UID}
+}
+
+// apply creates the Secret, or merges it into the existing one (owners
+// added, data, labels and annotations set), writing only on change.
+func apply(ctx context.Context, kube kubernetes.Interface, want *corev1.Secret, owner Owner) (bool, error) {
+	secrets := kube.CoreV1().Secrets(owner.Namespace)
+	for attempt := 0; ; attempt++ {
+		cur, err := secrets.Get(ctx, want.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = secrets.Create(ctx, want, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) && attempt < 3 {
+				continue
+			}
+			return err == nil, err
+		}
+		if err != nil {
+			return false, err
+		}
+		if cur.Type != want.Type {
+			return false, fmt.Errorf("exists with type %s, the class asks for %s; Secret types cannot change: delete it", cur.Type, want.Type)
+		}
+		next, changed := merge(cur, want, owner)
+		if !changed {
+			return false, nil
+		}
+		_, err = secrets.Update(ctx, next, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) && attempt < 3 {
+			continue
+		}
+		return err == nil, err
+	}
+}
+
+// merge returns cur updated towards want, and whether anything changed.
+func merge(cur, want *corev1.Secret, owner Owner) (*corev1.Secret, bool) {
+	next := cur.DeepCopy()
+	changed := false
+	if !slices.ContainsFunc(next.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == owner.UID }) {
+		next.OwnerReferences = append(next.OwnerReferences, ownerRef(owner))
+		changed = true
+	}
+	if !maps.EqualFunc(next.Data, want.Data, func(a, b []byte) bool { return string(a) == string(b) }) {
+		next.Data, changed = want.Data, true
+	}
+	for _, m := range []struct {
+		dst *map[string]string
+		src map[string]string
+	}{{&next.Labels, want.Labels}, {&next.Annotations, want.Annotations}} {
+		for k, v := range m.src {
+			if (*m.dst)[k] != v {
+				if *m.dst == nil {
+					*m.dst = map[string]string{}
+				}
+				(*m.dst)[k], changed = v, true
+			}
+		}
+	}
+	return next, changed
+}
+
+// tlsPart takes the certificate chain (tls.crt) or the private key
+// (tls.key, as PKCS#1 for RSA and SEC 1 for EC, as upstream writes it) out
+// of PEM or PKCS#12 content.
+func tlsPart(content []byte, key string) ([]byte, error) {
+	blocks, err := pemBlocks(content)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, b := range blocks {
+		switch {
+		case key == corev1.TLSCertKey && b.Type == "CERTIFICATE":
+			out = append(out, pem.EncodeToMemory(b)...)
+		case key == corev1.TLSPrivateKeyKey && strings.HasSuffix(b.Type, "PRIVATE KEY"):
+			k, err := traditionalKey(b)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, k...)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no %s found in the file", map[string]string{corev1.TLSCertKey: "certificate", corev1.TLSPrivateKeyKey: "private key"}[key])
+	}
+	return out, nil
+}
+
+func pemBlocks(content []byte) ([]*pem.Block, error) {
+	var blocks []*pem.Block
+	rest := content
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		blocks = append(blocks, b)
+	}
+	if len(blocks) > 0 {
+		return blocks, nil
+	}
+	key, leaf, chain, err := pkcs12.DecodeChain(content, "")
+	if err != nil {
+		return nil, errors.New("the file is neither PEM nor a PKCS#12 archive with an empty password")
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	blocks = append(blocks, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	for _, c := range append([]*x509.Certificate{leaf}, chain...) {
+		blocks = append(blocks, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return blocks, nil
+}
+
+func traditionalKey(b *pem.Block) ([]byte, error) {
+	if b.Type != "PRIVATE KEY" {
+		return pem.EncodeToMemory(b), nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, errors.New("the private key is not valid PKCS#8")
+	}
+	return marshalTraditional(k)
+}
