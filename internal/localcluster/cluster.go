@@ -98,6 +98,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		{"starting etcd", c.startEtcd},
 		{"starting kube-apiserver", c.startAPIServer},
 		{"starting kube-controller-manager", c.startControllerManager},
+		{"starting kube-scheduler", c.startScheduler},
 		{fmt.Sprintf("starting %d kubelet(s)", c.cfg.Nodes), c.startNodes},
 		{"waiting for nodes to be Ready", c.waitNodesReady},
 	}
@@ -174,3 +175,38 @@ func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
 	c.mu.Unlock()
 	return p, nil
 }
+
+// Run starts another child of the cluster (a CSI driver, a provider),
+// logging to <dir>/logs/<name>.log; Stop ends it before the kubelets.
+func (c *Cluster) Run(name, bin string, args ...string) error {
+	p, err := startProcess(c.path("logs"), name, bin, args...)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return nil
+}
+
+// StopProcess ends the child started as name, as Stop would, and forgets it.
+func (c *Cluster) StopProcess(name string) bool {
+	c.mu.Lock()
+	var p *process
+	for i, q := range c.procs {
+		if q.name == name {
+			p = q
+			c.procs = append(c.procs[:i:i], c.procs[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.stop(10 * time.Second)
+	return true
+}
+
+// Dir is the cluster's state directory.
+func (c *Cluster) Dir() string { return c.cfg.Dir }

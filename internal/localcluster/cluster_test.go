@@ -58,12 +58,21 @@ func TestTwoNodeClusterMountsCSIVolume(t *testing.T) {
 		t.Fatalf("create pod: %v", err)
 	}
 	ev := waitEvent(ctx, t, cs, "default", pod.Name, "not found in the list of registered CSI drivers")
+	// A pod without nodeName is placed by the scheduler.
+	free := csiPod("scheduled", "")
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, free, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "pod default/scheduled to be scheduled", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "scheduled", metav1.GetOptions{})
+		return err == nil && p.Spec.NodeName != ""
+	})
 	if !strings.Contains(ev.Message, "secrets-store.csi.k8s.io") || ev.Source.Host != c.Nodes[1].Name {
 		t.Errorf("event %q from host %q: want the secrets-store driver named, from %s", ev.Message, ev.Source.Host, c.Nodes[1].Name)
 	}
 	pids := c.PIDs()
-	if len(pids) != 3+2*cfg.Nodes {
-		t.Errorf("got %d child processes, want %d (etcd, apiserver, controller-manager, fakecri+kubelet per node)", len(pids), 3+2*cfg.Nodes)
+	if len(pids) != 4+2*cfg.Nodes {
+		t.Errorf("got %d child processes, want %d (etcd, apiserver, controller-manager, scheduler, fakecri+kubelet per node)", len(pids), 4+2*cfg.Nodes)
 	}
 	stopAndCheck(t, c, dir, pids)
 

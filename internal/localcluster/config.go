@@ -23,7 +23,8 @@ type Config struct {
 	NodeName func(i int) string
 	// BasePort fixes every port as an offset from it, so that a user's
 	// kubeconfig stays valid across restarts: the API server listens on
-	// BasePort, etcd on +1 and +2, kube-controller-manager on +3, and node
+	// BasePort, etcd on +1 and +2, kube-controller-manager on +3,
+	// kube-scheduler on +4, and node
 	// i's kubelet on +10+2i (healthz +11+2i). Zero picks a random free
 	// block, which is what parallel tests want.
 	BasePort int
@@ -36,7 +37,7 @@ type Config struct {
 
 // Ports are the loopback TCP ports the cluster listens on.
 type Ports struct {
-	EtcdClient, EtcdPeer, APIServer, ControllerManager int
+	EtcdClient, EtcdPeer, APIServer, ControllerManager, Scheduler int
 	// Kubelet and KubeletHealthz hold one port per node.
 	Kubelet, KubeletHealthz []int
 }
@@ -88,7 +89,7 @@ func (c *Config) ports() (Ports, error) {
 }
 
 func portsFrom(base, nodes int) Ports {
-	p := Ports{APIServer: base, EtcdClient: base + 1, EtcdPeer: base + 2, ControllerManager: base + 3}
+	p := Ports{APIServer: base, EtcdClient: base + 1, EtcdPeer: base + 2, ControllerManager: base + 3, Scheduler: base + 4}
 	for i := range nodes {
 		p.Kubelet = append(p.Kubelet, base+10+2*i)
 		p.KubeletHealthz = append(p.KubeletHealthz, base+11+2*i)
@@ -98,7 +99,7 @@ func portsFrom(base, nodes int) Ports {
 
 // check fails before anything starts when a port is already in use.
 func (p Ports) check() error {
-	named := map[string]int{"etcd": p.EtcdClient, "etcd peer": p.EtcdPeer, "kube-apiserver": p.APIServer, "kube-controller-manager": p.ControllerManager}
+	named := map[string]int{"etcd": p.EtcdClient, "etcd peer": p.EtcdPeer, "kube-apiserver": p.APIServer, "kube-controller-manager": p.ControllerManager, "kube-scheduler": p.Scheduler}
 	for i := range p.Kubelet {
 		named[fmt.Sprintf("kubelet %d", i)] = p.Kubelet[i]
 		named[fmt.Sprintf("kubelet %d healthz", i)] = p.KubeletHealthz[i]
@@ -111,7 +112,7 @@ func (p Ports) check() error {
 }
 
 // binaries the cluster runs, all expected in BinDir.
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "fakecri"}
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "fakecri"}
 
 // MissingBinaries lists the cluster binaries not present in binDir.
 func MissingBinaries(binDir string) []string {

@@ -51,7 +51,10 @@ func (c *Cluster) writePKI(context.Context) error {
 	if c.KubeconfigPath, err = c.kubeconfig("admin", pki.Spec{CommonName: "kvmount-admin", Orgs: []string{"system:masters"}, Client: true}); err != nil {
 		return err
 	}
-	_, err = c.kubeconfig("controller-manager", pki.Spec{CommonName: "system:kube-controller-manager", Client: true})
+	if _, err = c.kubeconfig("controller-manager", pki.Spec{CommonName: "system:kube-controller-manager", Client: true}); err != nil {
+		return err
+	}
+	_, err = c.kubeconfig("scheduler", pki.Spec{CommonName: "system:kube-scheduler", Client: true})
 	return err
 }
 
@@ -144,8 +147,9 @@ func (c *Cluster) openIssuerDiscovery(ctx context.Context) error {
 
 // startControllerManager runs the controllers kvmount relies on: the garbage
 // collector (pod-owned SecretProviderClassPodStatus and synced Secrets), the
-// namespace lifecycle, default service accounts and the root CA config map
-// that every pod's projected token volume needs.
+// namespace lifecycle, default service accounts, the root CA config map
+// that every pod's projected token volume needs, and node lifecycle, which
+// lifts the not-ready taint kubelet registers with, so pods get scheduled.
 func (c *Cluster) startControllerManager(ctx context.Context) error {
 	pkiDir := c.path("pki")
 	kubeconfig := c.path("controller-manager.kubeconfig")
@@ -155,7 +159,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(c.ports.ControllerManager),
 		"--cert-dir="+pkiDir,
 		"--leader-elect=false",
-		"--controllers=garbagecollector,namespace,serviceaccount,root-ca-cert-publisher",
+		"--controllers=garbagecollector,namespace,serviceaccount,root-ca-cert-publisher,nodelifecycle",
 		"--root-ca-file="+c.ca.CertPath,
 		"--service-account-private-key-file="+pkiDir+"/sa.key",
 		// Each controller acts as its own service account with the
@@ -166,6 +170,23 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		return err
 	}
 	url := "https://127.0.0.1:" + strconv.Itoa(c.ports.ControllerManager) + "/healthz"
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // self-signed serving cert, loopback only
+	return waitHTTP(ctx, p, insecure, url, 60*time.Second)
+}
+
+// startScheduler runs kube-scheduler, so that pods without nodeName (every
+// manifest of the seed) are placed on a node as on any cluster.
+func (c *Cluster) startScheduler(ctx context.Context) error {
+	kubeconfig := c.path("scheduler.kubeconfig")
+	p, err := c.run("kube-scheduler", "kube-scheduler",
+		"--kubeconfig="+kubeconfig,
+		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(c.ports.Scheduler),
+		"--leader-elect=false", "--v=1")
+	if err != nil {
+		return err
+	}
+	url := "https://127.0.0.1:" + strconv.Itoa(c.ports.Scheduler) + "/healthz"
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // self-signed serving cert, loopback only
 	return waitHTTP(ctx, p, insecure, url, 60*time.Second)
 }

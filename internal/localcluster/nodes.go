@@ -30,8 +30,10 @@ func (c *Cluster) startNodes(ctx context.Context) error {
 
 func (c *Cluster) startNode(ctx context.Context, i int) (Node, error) {
 	name := c.cfg.NodeName(i)
-	base := c.path("nodes", name)
-	n := Node{Name: name, RootDir: filepath.Join(base, "kubelet"), CRIEndpoint: "unix://" + filepath.Join(base, "cri.sock")}
+	// Short paths: kubelet and plugins put unix sockets under the root
+	// dir, and a socket path may not exceed 107 bytes.
+	base := c.path("n", strconv.Itoa(i))
+	n := Node{Name: name, RootDir: filepath.Join(base, "k"), CRIEndpoint: "unix://" + filepath.Join(base, "cri.sock")}
 	for _, d := range []string{n.RootDir, filepath.Join(base, "pod-logs"), filepath.Join(base, "volume-plugins")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return n, fmt.Errorf("node %s: %w", name, err)

@@ -121,3 +121,29 @@ func (p *process) tail(n int) string {
 	}
 	return "    " + strings.Join(lines, "\n    ") + "\n"
 }
+
+// Process is a child run like the cluster's own components: its own
+// process group, killed with kvmount, output in a log file.
+type Process struct{ p *process }
+
+// StartProcess starts bin with args, logging to <logDir>/<name>.log.
+func StartProcess(logDir, name, bin string, args ...string) (*Process, error) {
+	p, err := startProcess(logDir, name, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{p: p}, nil
+}
+
+// Stop terminates the process group, killing it after ten seconds.
+func (p *Process) Stop() { p.p.stop(10 * time.Second) }
+
+// Exited reports whether the process has ended, with its error and the
+// last lines of its log.
+func (p *Process) Exited() (bool, error) {
+	done, err := p.p.exited()
+	if done {
+		return true, fmt.Errorf("%s exited (%v):\n%s", p.p.name, err, p.p.tail(15))
+	}
+	return false, nil
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries into bin/: etcd, kube-apiserver,
-# kube-controller-manager (garbage collector, namespaces, service accounts), kubelet
+# kube-controller-manager (garbage collector, namespaces, service accounts),
+# kube-scheduler (so manifests without nodeName run as on a cluster), kubelet
 # and fakecri. The first build takes minutes; afterwards it is skipped unless
 # the pinned versions (go.mod, go.sum) or fakecri's source change, so that
 # `make test` and `make demo` stay fast.
@@ -11,7 +12,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
 stamp=$(cat "$here/go.mod" "$here/go.sum" "$here"/fakecri/*.go "$0" | sha256sum | cut -c1-16)
-bins=(etcd kube-apiserver kube-controller-manager kubelet fakecri)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet fakecri)
 if [ -f "$out/.cluster-stamp" ] && [ "$(cat "$out/.cluster-stamp")" = "$stamp" ]; then
   missing=0
   for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing=1; done
@@ -36,5 +37,6 @@ build fakecri ./fakecri
 build etcd go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build kubelet k8s.io/kubernetes/cmd/kubelet
 echo "$stamp" > "$out/.cluster-stamp"

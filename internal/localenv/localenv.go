@@ -1,0 +1,221 @@
+// Package localenv is kvmount's whole chain on one machine: azsim (the
+// local Azure cloud) with an AKS cluster record whose node pool scale set
+// holds one instance per node, a real local Kubernetes cluster whose kubelets
+// are named like those instances, the CRDs and the CSIDriver, and on every
+// node the CSI driver and the Azure provider, wired to that node's IMDS and
+// NMI. `kvmount up` and the end-to-end tests both start it.
+package localenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/cli"
+	"kvmount.dev/kvmount/internal/localcluster"
+)
+
+// Names of the AKS cluster record the environment creates.
+const (
+	ResourceGroup = "kvmount-rg"
+	ClusterName   = "kvmount-aks"
+)
+
+// Config says where and how big.
+type Config struct {
+	Dir    string
+	BinDir string
+	Nodes  int
+	// BasePort fixes the cluster's ports (see localcluster.Config); azsim
+	// listens on BasePort+100. Zero picks free ports.
+	BasePort int
+	// SyncFrequency is kubelet's sync period, which paces rotation.
+	SyncFrequency time.Duration
+	// RotationPollInterval is the driver's (default 2m).
+	RotationPollInterval time.Duration
+	Logf                 func(format string, args ...any)
+}
+
+// Env is a running environment.
+type Env struct {
+	Cluster  *localcluster.Cluster
+	AzsimDir string
+	// CloudEnvFile is the AzureStackCloud file pointing at azsim.
+	CloudEnvFile string
+	Nodes        []Node
+	TenantID     string
+
+	cfg   Config
+	azsim *localcluster.Process
+}
+
+// Node is one node's wiring.
+type Node struct {
+	Name                                      string
+	IMDS, NMI                                 string
+	ProviderDir, ProviderSocket, DriverSocket string
+}
+
+// Start brings everything up; on failure it stops what it started.
+func Start(ctx context.Context, cfg Config) (*Env, error) {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Nodes < 1 {
+		cfg.Nodes = 1
+	}
+	e := &Env{cfg: cfg, AzsimDir: filepath.Join(cfg.Dir, "azsim")}
+	if err := e.start(ctx); err != nil {
+		return nil, fmt.Errorf("%w%s", err, e.stopOnError())
+	}
+	return e, nil
+}
+
+func (e *Env) stopOnError() string {
+	if err := e.Stop(); err != nil {
+		return fmt.Sprintf(" (and stopping: %v)", err)
+	}
+	return ""
+}
+
+func (e *Env) start(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Join(e.cfg.Dir, "logs"), 0o700); err != nil {
+		return err
+	}
+	e.cfg.Logf("starting azsim, the local Azure cloud")
+	if err := e.startAzsim(ctx, ""); err != nil {
+		return err
+	}
+	names, err := e.aksNodes(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := localcluster.Start(ctx, localcluster.Config{Dir: filepath.Join(e.cfg.Dir, "c"), BinDir: e.cfg.BinDir, Nodes: len(names),
+		NodeName: func(i int) string { return names[i] }, BasePort: e.cfg.BasePort, SyncFrequency: e.cfg.SyncFrequency, Logf: e.cfg.Logf})
+	if err != nil {
+		return err
+	}
+	e.Cluster = c
+	// azsim again, now with the cluster: pod identity's NMI reads pods and
+	// bindings, and workload identity trusts the cluster's issuer.
+	e.azsim.Stop()
+	if err := e.startAzsim(ctx, c.KubeconfigPath); err != nil {
+		return err
+	}
+	e.cfg.Logf("applying CRDs and the CSIDriver")
+	if err := e.applyManifests(ctx); err != nil {
+		return err
+	}
+	e.cfg.Logf("starting the CSI driver and the Azure provider on %d node(s)", len(c.Nodes))
+	if err := e.startNodes(); err != nil {
+		return err
+	}
+	e.cfg.Logf("waiting for kubelets to register the driver")
+	return e.waitRegistered(ctx)
+}
+
+func (e *Env) bin(name string) string { return filepath.Join(e.cfg.BinDir, name) }
+
+func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
+	addr := "127.0.0.1:0"
+	switch prev, err := azsim.ReadEndpoints(e.AzsimDir); {
+	case e.cfg.BasePort != 0:
+		addr = "127.0.0.1:" + strconv.Itoa(e.cfg.BasePort+100)
+	case kubeconfig != "" && err == nil:
+		addr = prev.Address // the restart keeps the address
+	}
+	_ = os.Remove(filepath.Join(e.AzsimDir, "endpoints.json"))
+	args := []string{"serve", "--data-dir", e.AzsimDir, "--addr", addr}
+	if kubeconfig != "" {
+		args = append(args, "--kubeconfig", kubeconfig, "--trust-ca", e.Cluster.CAPath())
+	}
+	p, err := localcluster.StartProcess(filepath.Join(e.cfg.Dir, "logs"), "azsim", e.bin("azsim"), args...)
+	if err != nil {
+		return err
+	}
+	e.azsim = p
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if ep, err := azsim.ReadEndpoints(e.AzsimDir); err == nil {
+			if c, err := net.DialTimeout("tcp", ep.Address, time.Second); err == nil {
+				c.Close()
+				e.TenantID = ep.TenantID
+				return nil
+			}
+		}
+		if done, err := p.Exited(); done {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("azsim did not start within 30s; see %s", filepath.Join(e.cfg.Dir, "logs", "azsim.log"))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Azsim runs an azsim admin verb.
+func (e *Env) Azsim(ctx context.Context, verb string, args map[string]any) (map[string]any, error) {
+	out, err := cli.Call(ctx, e.AzsimDir, verb, args)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := out.(map[string]any)
+	return m, nil
+}
+
+// aksNodes creates (once) the AKS cluster record and returns its node
+// names: the scale set instances' computer names.
+func (e *Env) aksNodes(ctx context.Context) ([]string, error) {
+	if _, err := e.Azsim(ctx, "aks show", map[string]any{"resourceGroup": ResourceGroup, "name": ClusterName}); err != nil {
+		if _, err := e.Azsim(ctx, "aks create", map[string]any{"resourceGroup": ResourceGroup, "name": ClusterName,
+			"nodeCount": e.cfg.Nodes, "enableAddons": "azure-keyvault-secrets-provider"}); err != nil {
+			return nil, err
+		}
+	}
+	show, err := e.Azsim(ctx, "aks show", map[string]any{"resourceGroup": ResourceGroup, "name": ClusterName})
+	if err != nil {
+		return nil, err
+	}
+	nodeRG, _ := show["nodeResourceGroup"].(string)
+	list, err := e.Azsim(ctx, "vmss list", map[string]any{"resourceGroup": nodeRG})
+	if err != nil {
+		return nil, err
+	}
+	sets, _ := list["value"].([]any)
+	if len(sets) != 1 {
+		return nil, fmt.Errorf("node resource group %s holds %d scale sets, want 1", nodeRG, len(sets))
+	}
+	vmss, _ := sets[0].(map[string]any)["name"].(string)
+	inst, err := e.Azsim(ctx, "vmss list-instances", map[string]any{"resourceGroup": nodeRG, "name": vmss})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	items, _ := inst["value"].([]any)
+	for _, it := range items[:min(len(items), e.cfg.Nodes)] {
+		m := it.(map[string]any)
+		names = append(names, m["osProfile"].(map[string]any)["computerName"].(string))
+		e.Nodes = append(e.Nodes, Node{Name: names[len(names)-1], IMDS: m["imdsEndpoint"].(string)})
+	}
+	if len(names) < e.cfg.Nodes {
+		return nil, fmt.Errorf("the AKS cluster record has %d nodes; %d asked for: remove %s to start afresh", len(names), e.cfg.Nodes, e.cfg.Dir)
+	}
+	return names, nil
+}
+
+// writeCloudEnv writes the AzureStackCloud file that points at azsim.
+func (e *Env) writeCloudEnv() error {
+	e.CloudEnvFile = filepath.Join(e.cfg.Dir, "azsim-cloud.json")
+	b, _ := json.Marshal(map[string]string{"name": "AzureStackCloud", "activeDirectoryEndpoint": azsim.LoginURL + "/",
+		"keyVaultEndpoint": azsim.VaultResource + "/", "keyVaultDNSSuffix": azsim.VaultDNSSuffix})
+	return os.WriteFile(e.CloudEnvFile, b, 0o644)
+}

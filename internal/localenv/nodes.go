@@ -1,0 +1,132 @@
+package localenv
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"time"
+
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kvmount.dev/kvmount/deploy"
+	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/csi"
+)
+
+// applyManifests applies the secrets-store and aad-pod-identity CRDs and
+// the CSIDriver.
+func (e *Env) applyManifests(ctx context.Context) error {
+	files, err := fs.Glob(deploy.Manifests, "crds/*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range append(files, "csidriver.yaml") {
+		b, err := deploy.Manifests.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := e.Cluster.Apply(ctx, b); err != nil {
+			return fmt.Errorf("apply %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// startNodes runs each node's provider and driver, as the DaemonSets would.
+func (e *Env) startNodes() error {
+	if err := e.writeCloudEnv(); err != nil {
+		return err
+	}
+	ep, err := azsim.ReadEndpoints(e.AzsimDir)
+	if err != nil {
+		return err
+	}
+	for i, cn := range e.Cluster.Nodes {
+		n := &e.Nodes[i]
+		n.NMI = ep.NMI[n.Name]
+		n.ProviderDir = filepath.Join(filepath.Dir(cn.RootDir), "providers")
+		n.ProviderSocket = filepath.Join(n.ProviderDir, "azure.sock")
+		n.DriverSocket = filepath.Join(cn.RootDir, "plugins", "csi-secrets-store", "csi.sock")
+		if err := e.StartProvider(i); err != nil {
+			return err
+		}
+		if err := e.StartDriver(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartProvider runs node i's Azure provider.
+func (e *Env) StartProvider(i int) error {
+	n := e.Nodes[i]
+	ep, err := azsim.ReadEndpoints(e.AzsimDir)
+	if err != nil {
+		return err
+	}
+	args := []string{"--endpoint", "unix://" + n.ProviderSocket, "--imds-endpoint", n.IMDS, "--nmi-endpoint", n.NMI,
+		"--cloud-name", "AzureStackCloud", "--cloud-env-file", e.CloudEnvFile,
+		"--ca-file", ep.CA, "--host-override", azsim.HostSuffix + "=" + ep.Address,
+		"--healthz-addr", "", "--metrics-addr", ""}
+	if e.cfg.RotationPollInterval > 0 {
+		// The node cache may hold an object for one poll interval: a new
+		// version shows within two.
+		args = append(args, "--cache-ttl", e.cfg.RotationPollInterval.String())
+	}
+	return e.Cluster.Run(n.Name+"-provider", e.bin("provider-azure"), args...)
+}
+
+// StartDriver runs node i's CSI driver.
+func (e *Env) StartDriver(i int) error {
+	n := e.Nodes[i]
+	args := []string{"--endpoint", "unix://" + n.DriverSocket, "--nodeid", n.Name,
+		"--provider-volume", n.ProviderDir, "--additional-provider-volume-paths", "",
+		"--registration-dir", filepath.Join(e.Cluster.Nodes[i].RootDir, "plugins_registry"),
+		"--kubeconfig", e.Cluster.KubeconfigPath, "--healthz-addr", "", "--metrics-addr", ""}
+	if e.cfg.RotationPollInterval > 0 {
+		args = append(args, "--rotation-poll-interval", e.cfg.RotationPollInterval.String())
+	}
+	return e.Cluster.Run(n.Name+"-driver", e.bin("secrets-store-csi-driver"), args...)
+}
+
+// StopDriver ends node i's CSI driver.
+func (e *Env) StopDriver(i int) { e.Cluster.StopProcess(e.Nodes[i].Name + "-driver") }
+
+// waitRegistered waits until every kubelet lists the driver on its CSINode.
+func (e *Env) waitRegistered(ctx context.Context) error {
+	cs, err := e.Cluster.Client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, n := range e.Nodes {
+		for {
+			node, err := cs.StorageV1().CSINodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err == nil && slices.ContainsFunc(node.Spec.Drivers, func(d storagev1.CSINodeDriver) bool { return d.Name == csi.DriverName }) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("kubelet on %s never registered %s; see the driver's log in %s", n.Name, csi.DriverName, filepath.Join(e.Cluster.Dir(), "logs"))
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// Stop ends every process and unmounts everything.
+func (e *Env) Stop() error {
+	var err error
+	if e.Cluster != nil {
+		err = e.Cluster.Stop()
+	}
+	if e.azsim != nil {
+		e.azsim.Stop()
+	}
+	return err
+}

@@ -1,0 +1,157 @@
+// Package e2e runs kvmount's whole chain on a real local node: kubelet
+// mounts pods' secrets-store volumes through our CSI driver and Azure
+// provider, against azsim. Tests need root (tmpfs, kubelet) and the
+// binaries `make build cluster-bins` puts in bin/.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"kvmount.dev/kvmount/internal/localcluster"
+	"kvmount.dev/kvmount/internal/localenv"
+)
+
+// startEnv starts the environment with a fast rotation pace.
+func startEnv(t *testing.T, nodes int) (*localenv.Env, kubernetes.Interface) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("runs kubelets and mounts tmpfs: run as root (make test)")
+	}
+	bin, err := localcluster.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"azsim", "provider-azure", "secrets-store-csi-driver"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			t.Fatalf("%s missing in %s: run make build", b, bin)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// A short dir: kubelet's and the driver's sockets live under it, and
+	// unix socket paths are limited to 107 bytes.
+	dir, err := os.MkdirTemp("", "kve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	env, err := localenv.Start(ctx, localenv.Config{Dir: dir, BinDir: bin, Nodes: nodes,
+		SyncFrequency: 2 * time.Second, RotationPollInterval: 2 * time.Second, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	cs, err := env.Cluster.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, cs
+}
+
+func azsim(t *testing.T, env *localenv.Env, verb string, args map[string]any) map[string]any {
+	t.Helper()
+	out, err := env.Azsim(context.Background(), verb, args)
+	if err != nil {
+		t.Fatalf("azsim %s: %v", verb, err)
+	}
+	return out
+}
+
+// manifest reads a seed manifest from testdata and fills its placeholders.
+func manifest(t *testing.T, name string, fill map[string]string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for k, v := range fill {
+		s = strings.ReplaceAll(s, k, v)
+	}
+	return []byte(s)
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// volumeDir is where kubelet mounted a pod's CSI volume on its node.
+func volumeDir(env *localenv.Env, pod *corev1.Pod, volume string) string {
+	for _, n := range env.Cluster.Nodes {
+		if n.Name == pod.Spec.NodeName {
+			return filepath.Join(n.RootDir, "pods", string(pod.UID), "volumes", "kubernetes.io~csi", volume, "mount")
+		}
+	}
+	return ""
+}
+
+// scheduledPod waits for the scheduler to place the pod.
+func scheduledPod(t *testing.T, cs kubernetes.Interface, ns, name string) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	waitFor(t, time.Minute, "pod "+name+" scheduled", func() (bool, string) {
+		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		pod = p
+		return p.Spec.NodeName != "", "pending"
+	})
+	return pod
+}
+
+// events lists the pod's events as reason: message.
+func events(cs kubernetes.Interface, ns, pod string) []string {
+	list, err := cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.name", pod).String()})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, fmt.Sprintf("%s: %s", e.Reason, e.Message))
+	}
+	return out
+}
+
+func restConfig(t *testing.T, env *localenv.Env) *rest.Config {
+	t.Helper()
+	rc, err := env.Cluster.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+func unstructuredSlice(obj map[string]any, fields ...string) ([]any, bool, error) {
+	return unstructured.NestedSlice(obj, fields...)
+}
