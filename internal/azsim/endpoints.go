@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -115,6 +116,9 @@ func (s *Server) ensureEndpoint(key string, h http.Handler) error {
 }
 
 // listenKept listens on the port key had before, or a new one it records.
+// New ports come from 30000-32767, below the kernel's ephemeral range:
+// a port from that range could be taken by an outgoing connection while
+// azsim restarts, and the endpoint would move.
 func (s *Server) listenKept(key string) (net.Listener, error) {
 	var port int
 	_ = s.db.View(func(tx *store.Tx) error {
@@ -126,11 +130,17 @@ func (s *Server) listenKept(key string) (net.Listener, error) {
 			return ln, nil
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var ln net.Listener
+	var err error
+	for range 100 {
+		port = 30000 + rand.IntN(2768)
+		if ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen for %s: %w", key, err)
 	}
-	port = ln.Addr().(*net.TCPAddr).Port
 	err = s.db.Update(func(tx *store.Tx) error { return store.Put(tx, store.BucketPorts, key, port) })
 	return ln, err
 }
