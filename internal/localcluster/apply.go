@@ -26,6 +26,16 @@ import (
 // waited for until Established, so that later documents (or the caller)
 // can use their kinds at once.
 func (c *Cluster) Apply(ctx context.Context, manifest []byte) error {
+	return c.apply(ctx, manifest, false)
+}
+
+// ApplyDryRun validates a manifest with a server-side dry run: the API
+// server checks every object (schema, defaults, admission) and stores none.
+func (c *Cluster) ApplyDryRun(ctx context.Context, manifest []byte) error {
+	return c.apply(ctx, manifest, true)
+}
+
+func (c *Cluster) apply(ctx context.Context, manifest []byte, dryRun bool) error {
 	cfg, err := c.RESTConfig()
 	if err != nil {
 		return err
@@ -50,14 +60,14 @@ func (c *Cluster) Apply(ctx context.Context, manifest []byte) error {
 		if len(obj.Object) == 0 {
 			continue
 		}
-		if err := applyOne(ctx, dyn, mapper, &obj); err != nil {
+		if err := applyOne(ctx, dyn, mapper, &obj, dryRun); err != nil {
 			return err
 		}
 		mapper.Reset() // a CRD just applied adds kinds
 	}
 }
 
-func applyOne(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, obj *unstructured.Unstructured) error {
+func applyOne(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, obj *unstructured.Unstructured, dryRun bool) error {
 	gvk := obj.GroupVersionKind()
 	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
@@ -76,10 +86,14 @@ func applyOne(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper
 		return err
 	}
 	force := true
-	if _, err := ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "kvmount", Force: &force}); err != nil {
+	opts := metav1.PatchOptions{FieldManager: "kvmount", Force: &force}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	if _, err := ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts); err != nil {
 		return fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
 	}
-	if gvk.Kind == "CustomResourceDefinition" {
+	if gvk.Kind == "CustomResourceDefinition" && !dryRun {
 		return waitEstablished(ctx, dyn, obj.GetName())
 	}
 	return nil
