@@ -7,7 +7,7 @@ BIN      := $(CURDIR)/bin
 PKGS     := ./...
 TESTARGS ?=
 
-.PHONY: all build vet cluster-bins test test-compile host-deps demo crds tidy clean
+.PHONY: all build vet cluster-bins tools test test-compile host-deps demo crds tidy clean
 
 all: build
 
@@ -32,10 +32,11 @@ host-deps:
 test-compile:
 	$(GO) mod download
 	cd tools/cluster && $(GO) mod download
+	cd tools/helm && $(GO) mod download
 	$(GO) test -count=1 -run '^$$' $(PKGS) >/dev/null
 
 ## test: everything above, then every test with loopback as the only network
-test: host-deps build vet cluster-bins test-compile
+test: host-deps build vet cluster-bins tools test-compile
 	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -count=1 -timeout 40m -v $(TESTARGS) $(PKGS)
 
 ## demo: the seed's three identity methods on a local node
@@ -45,6 +46,11 @@ demo: build cluster-bins
 ## crds: regenerate deploy/crds/secrets-store.csi.x-k8s.io.yaml from the Go types
 crds:
 	$(GO) run ./internal/apis/secretsstore/gencrds deploy/crds/secrets-store.csi.x-k8s.io.yaml
+	cp deploy/crds/*.yaml deploy/helm/kvmount/crds/
+
+## tools: helm into bin/, built from its Go module (for the chart's tests)
+tools:
+	cd tools/helm && $(GO) build -o $(BIN)/helm helm.sh/helm/v3/cmd/helm
 
 ## tidy: go mod tidy (see DESIGN.md for why -e may be needed)
 tidy:

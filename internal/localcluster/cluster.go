@@ -210,3 +210,15 @@ func (c *Cluster) StopProcess(name string) bool {
 
 // Dir is the cluster's state directory.
 func (c *Cluster) Dir() string { return c.cfg.Dir }
+
+// PID returns the process ID of the child started as name.
+func (c *Cluster) PID(name string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		if p.name == name {
+			return p.pid(), true
+		}
+	}
+	return 0, false
+}

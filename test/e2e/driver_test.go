@@ -31,19 +31,8 @@ func TestSeedUserAssignedIdentity(t *testing.T) {
 	env, cs := startEnv(t, 2)
 	ctx := context.Background()
 	const v1, v2, v3 = "CANARY-value-one-7c1e", "CANARY-value-two-7c1e", "CANARY-value-three-7c1e"
-	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-e2e", "resourceGroup": localenv.ResourceGroup})
-	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-e2e", "name": "secret1", "value": v1})
-	azsim(t, env, "keyvault key create", map[string]any{"vaultName": "kvmount-e2e", "name": "key1", "kty": "RSA", "size": 2048})
-	aks := azsim(t, env, "aks show", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": localenv.ClusterName})
-	addon := aks["addonProfiles"].(map[string]any)["azureKeyvaultSecretsProvider"].(map[string]any)["identity"].(map[string]any)["clientId"].(string)
-	for _, kind := range []string{"secretPermissions", "keyPermissions"} {
-		azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-e2e", "spn": addon, kind: []string{"get"}})
-	}
-	fill := map[string]string{"<client-id>": addon, "<key-vault-name>": "kvmount-e2e", "<tenant-id>": env.TenantID}
-	if err := env.Cluster.Apply(ctx, manifest(t, "spc-user-msi.yaml", fill)); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Cluster.Apply(ctx, manifest(t, "pod-user-msi.yaml", fill)); err != nil {
+	setupSeedVault(t, env, v1)
+	if err := env.Cluster.Apply(ctx, manifest(t, "pod-user-msi.yaml", nil)); err != nil {
 		t.Fatal(err)
 	}
 	pod := scheduledPod(t, cs, "default", "busybox-secrets-store-inline-user-msi")

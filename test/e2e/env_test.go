@@ -25,7 +25,7 @@ import (
 )
 
 // startEnv starts the environment with a fast rotation pace.
-func startEnv(t *testing.T, nodes int) (*localenv.Env, kubernetes.Interface) {
+func startEnv(t testing.TB, nodes int) (*localenv.Env, kubernetes.Interface) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("runs kubelets and mounts tmpfs: run as root (make test)")
@@ -65,7 +65,7 @@ func startEnv(t *testing.T, nodes int) (*localenv.Env, kubernetes.Interface) {
 	return env, cs
 }
 
-func azsim(t *testing.T, env *localenv.Env, verb string, args map[string]any) map[string]any {
+func azsim(t testing.TB, env *localenv.Env, verb string, args map[string]any) map[string]any {
 	t.Helper()
 	out, err := env.Azsim(context.Background(), verb, args)
 	if err != nil {
@@ -75,7 +75,7 @@ func azsim(t *testing.T, env *localenv.Env, verb string, args map[string]any) ma
 }
 
 // manifest reads a seed manifest from testdata and fills its placeholders.
-func manifest(t *testing.T, name string, fill map[string]string) []byte {
+func manifest(t testing.TB, name string, fill map[string]string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
@@ -143,7 +143,7 @@ func events(cs kubernetes.Interface, ns, pod string) []string {
 	return out
 }
 
-func restConfig(t *testing.T, env *localenv.Env) *rest.Config {
+func restConfig(t testing.TB, env *localenv.Env) *rest.Config {
 	t.Helper()
 	rc, err := env.Cluster.RESTConfig()
 	if err != nil {
@@ -154,4 +154,24 @@ func restConfig(t *testing.T, env *localenv.Env) *rest.Config {
 
 func unstructuredSlice(obj map[string]any, fields ...string) ([]any, bool, error) {
 	return unstructured.NestedSlice(obj, fields...)
+}
+
+// setupSeedVault makes vault kvmount-e2e with secret1 = value and key1,
+// grants the AKS add-on identity get on both, and applies the seed's
+// user-assigned class for it.
+func setupSeedVault(t testing.TB, env *localenv.Env, value string) string {
+	t.Helper()
+	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-e2e", "resourceGroup": localenv.ResourceGroup})
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-e2e", "name": "secret1", "value": value})
+	azsim(t, env, "keyvault key create", map[string]any{"vaultName": "kvmount-e2e", "name": "key1", "kty": "RSA", "size": 2048})
+	aks := azsim(t, env, "aks show", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": localenv.ClusterName})
+	addon := aks["addonProfiles"].(map[string]any)["azureKeyvaultSecretsProvider"].(map[string]any)["identity"].(map[string]any)["clientId"].(string)
+	for _, kind := range []string{"secretPermissions", "keyPermissions"} {
+		azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-e2e", "spn": addon, kind: []string{"get"}})
+	}
+	fill := map[string]string{"<client-id>": addon, "<key-vault-name>": "kvmount-e2e", "<tenant-id>": env.TenantID}
+	if err := env.Cluster.Apply(context.Background(), manifest(t, "spc-user-msi.yaml", fill)); err != nil {
+		t.Fatal(err)
+	}
+	return addon
 }
