@@ -84,4 +84,3 @@ func (s secretFlags) Set(v string) error {
 	s[k] = val
 	return nil
 }
-

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -93,10 +92,6 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -111,7 +106,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	provs := providers.New(append(dirs, c.providerDir), c.maxRecvMsg)
 	defer provs.Close()
-	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Kube: kube, Dynamic: dyn,
+	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Dynamic: dyn,
 		RotationPollInterval: c.pollInterval, Rotation: c.rotation, ProviderTimeout: c.providerTimeout,
 		Logger: logger(c), Metrics: csi.NewMetrics(reg), Version: version})
 	return d.Serve(ctx, c.endpoint, c.registrationDir, c.healthAddr, c.metricsAddr, reg)

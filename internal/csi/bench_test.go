@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	kubefake "k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
@@ -51,7 +50,7 @@ func benchDriver(b *testing.B) (*Node, string) {
 		"metadata": map[string]any{"name": "spc", "namespace": "default"}, "spec": map[string]any{"provider": "bench", "parameters": map[string]any{"a": "b"}}}}
 	gvrs := map[schema.GroupVersionResource]string{v1.SecretProviderClassResource: "SecretProviderClassList", v1.SecretProviderClassPodStatusResource: "SecretProviderClassPodStatusList"}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), gvrs, spc)
-	d := New(Config{NodeID: "n", Providers: providers.New([]string{dir}, 0), Kube: kubefake.NewClientset(), Dynamic: dyn, Rotation: true})
+	d := New(Config{NodeID: "n", Providers: providers.New([]string{dir}, 0), Dynamic: dyn, Rotation: true})
 	return &Node{d: d}, dir
 }
 
@@ -90,7 +89,9 @@ func BenchmarkRepublishWithinPoll(b *testing.B) {
 	if _, err := n.NodePublishVolume(context.Background(), req); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { n.NodeUnpublishVolume(context.Background(), &csipb.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath}) })
+	b.Cleanup(func() {
+		n.NodeUnpublishVolume(context.Background(), &csipb.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath})
+	})
 	for b.Loop() {
 		if _, err := n.NodePublishVolume(context.Background(), req); err != nil {
 			b.Fatal(err)

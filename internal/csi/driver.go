@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"kvmount.dev/kvmount/internal/providers"
 )
@@ -26,8 +25,9 @@ type Config struct {
 	NodeID     string
 	// Providers calls provider plugins.
 	Providers *providers.Clients
-	Kube      kubernetes.Interface
-	Dynamic   dynamic.Interface
+	// Dynamic reaches the API server; the typed clientset is avoided on
+	// purpose, as it would register every API group and cost memory.
+	Dynamic dynamic.Interface
 	// RotationPollInterval is the least time between two provider calls
 	// for one volume; kubelet's republish comes more often.
 	RotationPollInterval time.Duration

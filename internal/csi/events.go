@@ -7,8 +7,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 )
+
+var eventsGVR = schema.GroupVersionResource{Version: "v1", Resource: "events"}
 
 const (
 	eventNormal  = corev1.EventTypeNormal
@@ -33,7 +38,12 @@ func (d *Driver) event(ctx context.Context, pod podRef, typ, reason, msg string)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := d.cfg.Kube.CoreV1().Events(pod.namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+	ev.APIVersion, ev.Kind = "v1", "Event"
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ev)
+	if err == nil {
+		_, err = d.cfg.Dynamic.Resource(eventsGVR).Namespace(pod.namespace).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{})
+	}
+	if err != nil {
 		d.cfg.Logger.Warn("event not recorded", "pod", pod.namespace+"/"+pod.name, "reason", reason, "err", err)
 	}
 }

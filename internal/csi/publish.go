@@ -193,7 +193,7 @@ func (d *Driver) syncSecrets(ctx context.Context, m mountRequest, spc *v1.Secret
 		byPath[f.Path] = f.Data
 	}
 	owner := secretsync.Owner{Namespace: m.pod.namespace, Name: m.pod.name, UID: podUID(m)}
-	written, err := secretsync.Sync(ctx, d.cfg.Kube, owner, spc.Spec.SecretObjects, byPath)
+	written, err := secretsync.Sync(ctx, d.cfg.Dynamic, owner, spc.Spec.SecretObjects, byPath)
 	d.cfg.Metrics.sync(err == nil)
 	if err != nil {
 		d.event(ctx, m.pod, eventWarning, "FailedToSyncSecret", err.Error())

@@ -10,7 +10,6 @@ import (
 	"github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	kubefake "k8s.io/client-go/kubernetes/fake"
 
 	"kvmount.dev/kvmount/internal/providers"
 )
@@ -22,7 +21,7 @@ import (
 func TestSanity(t *testing.T) {
 	dir := t.TempDir()
 	d := New(Config{NodeID: "sanity-node", Providers: providers.New([]string{dir}, 0),
-		Kube: kubefake.NewClientset(), Dynamic: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())})
+		Dynamic: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())})
 	ctx, cancel := context.WithCancel(context.Background())
 	endpoint := "unix://" + filepath.Join(dir, "csi.sock")
 	done := make(chan error, 1)

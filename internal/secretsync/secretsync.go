@@ -21,9 +21,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
@@ -40,7 +43,7 @@ type Owner struct {
 
 // Sync creates or updates each secretObject's Secret from files (mounted
 // path → contents). It returns the names of Secrets it wrote.
-func Sync(ctx context.Context, kube kubernetes.Interface, owner Owner, objs []*v1.SecretObject, files map[string][]byte) ([]string, error) {
+func Sync(ctx context.Context, kube dynamic.Interface, owner Owner, objs []*v1.SecretObject, files map[string][]byte) ([]string, error) {
 	var written []string
 	var errs []error
 	for i, so := range objs {
@@ -112,8 +115,12 @@ func ownerRef(o Owner) metav1.OwnerReference {
 
 // apply creates the Secret, or merges it into the existing one (owners
 // added, data, labels and annotations set), writing only on change.
-func apply(ctx context.Context, kube kubernetes.Interface, want *corev1.Secret, owner Owner) (bool, error) {
-	secrets := kube.CoreV1().Secrets(owner.Namespace)
+// secretsGVR is reached through the dynamic client: the typed clientset
+// would register every API group's types and cost the driver megabytes.
+var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+
+func apply(ctx context.Context, kube dynamic.Interface, want *corev1.Secret, owner Owner) (bool, error) {
+	secrets := typedSecrets{kube.Resource(secretsGVR).Namespace(owner.Namespace)}
 	for attempt := 0; ; attempt++ {
 		cur, err := secrets.Get(ctx, want.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -232,4 +239,40 @@ func traditionalKey(b *pem.Block) ([]byte, error) {
 		return nil, errors.New("the private key is not valid PKCS#8")
 	}
 	return marshalTraditional(k)
+}
+
+// typedSecrets is the Secret calls apply needs, over the dynamic client.
+type typedSecrets struct{ ri dynamic.ResourceInterface }
+
+func (t typedSecrets) Get(ctx context.Context, name string, o metav1.GetOptions) (*corev1.Secret, error) {
+	u, err := t.ri.Get(ctx, name, o)
+	if err != nil {
+		return nil, err
+	}
+	var s corev1.Secret
+	return &s, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s)
+}
+
+func (t typedSecrets) Create(ctx context.Context, s *corev1.Secret, o metav1.CreateOptions) (*corev1.Secret, error) {
+	u, err := toUnstructured(s)
+	if err != nil {
+		return nil, err
+	}
+	_, err = t.ri.Create(ctx, u, o)
+	return s, err
+}
+
+func (t typedSecrets) Update(ctx context.Context, s *corev1.Secret, o metav1.UpdateOptions) (*corev1.Secret, error) {
+	u, err := toUnstructured(s)
+	if err != nil {
+		return nil, err
+	}
+	_, err = t.ri.Update(ctx, u, o)
+	return s, err
+}
+
+func toUnstructured(s *corev1.Secret) (*unstructured.Unstructured, error) {
+	s.APIVersion, s.Kind = "v1", "Secret"
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(s)
+	return &unstructured.Unstructured{Object: obj}, err
 }

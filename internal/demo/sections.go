@@ -1,0 +1,181 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+const mountTimeout = 90 * time.Second
+
+// podIdentity is the seed's first section, then a pod whose label matches
+// no binding.
+func (d *demo) podIdentity(ctx context.Context) error {
+	d.heading("1. Use pod identities (aad-pod-identity)")
+	d.say("A user-assigned identity becomes a pod identity; pods labelled aadpodidbinding: <name> get its tokens from the node's NMI.")
+	out, err := d.az(ctx, "azsim identity create -g "+rg+" -n pod-identity -o json")
+	if err != nil {
+		return err
+	}
+	var id struct{ ClientID, ID string }
+	if err := json.Unmarshal([]byte(out), &id); err != nil {
+		return fmt.Errorf("identity create printed %q: %w", out, err)
+	}
+	d.vars["<pod-identity-client-id>"], d.vars["<identity-resource-id>"], d.vars["<name>"] = id.ClientID, id.ID, "pod-identity"
+	if _, err := d.az(ctx, "azsim aks pod-identity add -g "+rg+" --cluster-name "+aks+" --namespace default -n pod-identity --identity-resource-id <identity-resource-id> -o none"); err != nil {
+		return err
+	}
+	if err := d.grant(ctx, "<pod-identity-client-id>"); err != nil {
+		return err
+	}
+	if err := d.apply(ctx, "spc-podid.yaml", nil); err != nil {
+		return err
+	}
+	if err := d.apply(ctx, "pod-podid.yaml", nil); err != nil {
+		return err
+	}
+	files, err := d.mount(ctx, "busybox-secrets-store-inline-podid", mountTimeout)
+	if err != nil {
+		return err
+	}
+	d.row("pod identity", "pod-identity "+short(id.ClientID), "busybox-secrets-store-inline-podid", files, "mounted", true)
+
+	d.say("\nWhat users meet: a pod whose aadpodidbinding label matches no AzureIdentityBinding.")
+	if err := d.applyRenamed(ctx, "pod-podid.yaml", "busybox-podid-unbound", map[string]string{"<name>": "no-such-binding"}); err != nil {
+		return err
+	}
+	ev, err := d.failure(ctx, "busybox-podid-unbound", "aadpodidbinding", mountTimeout)
+	d.row("pod identity, no binding", "(none)", "busybox-podid-unbound", "-", "refused: "+clipLine(ev), err == nil)
+	return nil
+}
+
+// userAssigned is the seed's second section, with the AKS add-on's identity.
+func (d *demo) userAssigned(ctx context.Context) error {
+	d.heading("2. Use a user-assigned managed identity")
+	d.say("The Key Vault secrets provider add-on's identity is assigned to the node pool's scale set.")
+	client, err := d.az(ctx, "azsim aks show -g "+rg+" -n "+aks+" --query addonProfiles.azureKeyvaultSecretsProvider.identity.clientId -o tsv")
+	if err != nil {
+		return err
+	}
+	d.vars["<client-id>"], d.vars["<identity-client-id>"] = client, client
+	if err := d.grant(ctx, "<identity-client-id>"); err != nil {
+		return err
+	}
+	if err := d.apply(ctx, "spc-user-msi.yaml", nil); err != nil {
+		return err
+	}
+	if err := d.apply(ctx, "pod-user-msi.yaml", nil); err != nil {
+		return err
+	}
+	files, err := d.mount(ctx, "busybox-secrets-store-inline-user-msi", mountTimeout)
+	if err != nil {
+		return err
+	}
+	d.row("user-assigned MI", "azurekeyvaultsecretsprovider-"+aks+" "+short(client), "busybox-secrets-store-inline-user-msi", files, "mounted", true)
+	return nil
+}
+
+// systemAssigned shows the two-identities failure first (the scale set has
+// only user-assigned identities yet), then the seed's third section.
+func (d *demo) systemAssigned(ctx context.Context) error {
+	d.heading("3. Use a system-assigned managed identity")
+	show, err := d.az(ctx, "azsim aks show -g "+rg+" -n "+aks+" --query nodeResourceGroup -o tsv")
+	if err != nil {
+		return err
+	}
+	vmss, err := d.az(ctx, "azsim vmss list -g "+show+" --query value[0].name -o tsv")
+	if err != nil {
+		return err
+	}
+	d.vars["<resource group>"], d.vars["<vmss scalset name>"] = show, vmss
+	d.say("\nWhat users meet first: the scale set has several user-assigned identities (kubelet, add-on, pod identity)")
+	d.say("and no system-assigned one yet, and the class leaves userAssignedIdentityID empty.")
+	if err := d.apply(ctx, "spc-system-msi.yaml", nil); err != nil {
+		return err
+	}
+	if err := d.applyRenamed(ctx, "pod-system-msi.yaml", "busybox-system-msi-too-early", nil); err != nil {
+		return err
+	}
+	ev, err := d.failure(ctx, "busybox-system-msi-too-early", "several user-assigned identities", mountTimeout)
+	d.row("VM MI, 2+ user-assigned, no ID", "(IMDS cannot choose)", "busybox-system-msi-too-early", "-", "refused: "+clipLine(ev), err == nil)
+
+	d.say("\nThe seed's prerequisite: enable the scale set's system-assigned identity; IMDS then picks it first.")
+	if _, err := d.az(ctx, "azsim vmss identity assign -g <resource group> -n <vmss scalset name> -o none"); err != nil {
+		return err
+	}
+	out, err := d.az(ctx, "azsim vmss identity show -g <resource group> -n <vmss scalset name> -o yaml")
+	if err != nil {
+		return err
+	}
+	var ident struct {
+		PrincipalID string `json:"principalId"`
+		Type        string `json:"type"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &ident); err != nil || !strings.HasPrefix(ident.Type, "SystemAssigned") {
+		return fmt.Errorf("vmss identity show printed no SystemAssigned identity: %q", out)
+	}
+	d.vars["<identity-principal-id>"] = ident.PrincipalID
+	if err := d.grant(ctx, "<identity-principal-id>"); err != nil {
+		return err
+	}
+	if err := d.apply(ctx, "pod-system-msi.yaml", nil); err != nil {
+		return err
+	}
+	files, err := d.mount(ctx, "busybox-secrets-store-inline-system-msi", mountTimeout)
+	if err != nil {
+		return err
+	}
+	d.row("system-assigned MI", "scale set "+short(ident.PrincipalID), "busybox-secrets-store-inline-system-msi", files, "mounted", true)
+	return nil
+}
+
+// applyRenamed applies a seed pod under another name.
+func (d *demo) applyRenamed(ctx context.Context, file, name string, extra map[string]string) error {
+	b, err := manifests.ReadFile("manifests/" + file)
+	if err != nil {
+		return err
+	}
+	text := string(b)
+	for k, v := range extra {
+		text = strings.ReplaceAll(text, k, v)
+	}
+	for k, v := range d.vars {
+		text = strings.ReplaceAll(text, k, v)
+	}
+	var obj map[string]any
+	if err := yaml.Unmarshal([]byte(text), &obj); err != nil {
+		return err
+	}
+	obj["metadata"].(map[string]any)["name"] = name
+	out, _ := yaml.Marshal(obj)
+	d.say("\n$ kubectl apply -f %s   # the seed's pod, named %s%s", file, name, labelNote(extra))
+	return d.env.Cluster.Apply(ctx, out)
+}
+
+func labelNote(extra map[string]string) string {
+	if v, ok := extra["<name>"]; ok {
+		return ", labelled aadpodidbinding: " + v
+	}
+	return ""
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return "(" + id[:8] + "…)"
+	}
+	return id
+}
+
+func clipLine(s string) string {
+	if i := strings.Index(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	if len(s) > 90 {
+		s = s[:87] + "..."
+	}
+	return s
+}

@@ -1,0 +1,101 @@
+package secretsync
+
+import (
+	"context"
+	"encoding/pem"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
+)
+
+var certPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not parsed here")}))
+
+func fakeClient() *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{secretsGVR: "SecretList"})
+}
+
+func get(t *testing.T, c *dynamicfake.FakeDynamicClient, name string) *corev1.Secret {
+	t.Helper()
+	s, err := typedSecrets{c.Resource(secretsGVR).Namespace("ns")}.Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func writes(c *dynamicfake.FakeDynamicClient) int {
+	n := 0
+	for _, a := range c.Actions() {
+		if a.GetVerb() == "create" || a.GetVerb() == "update" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSyncMergesOwnersAndWritesOnlyOnChange: the first pod creates the
+// Secret; a second pod adds itself as owner without dropping the first; a
+// republish with the same content writes nothing; a rotation updates the
+// data and keeps both owners.
+func TestSyncMergesOwnersAndWritesOnlyOnChange(t *testing.T) {
+	c := fakeClient()
+	ctx := context.Background()
+	objs := []*v1.SecretObject{{SecretName: "synced", Type: "Opaque", Labels: map[string]string{"team": "a"},
+		Data: []*v1.SecretObjectData{{ObjectName: "secret1", Key: "password"}}}}
+	pod1, pod2 := Owner{Namespace: "ns", Name: "p1", UID: "u1"}, Owner{Namespace: "ns", Name: "p2", UID: "u2"}
+	steps := []struct {
+		name       string
+		owner      Owner
+		value      string
+		wantWrites int
+		wantOwners int
+	}{
+		{"first pod creates", pod1, "v1", 1, 1},
+		{"second pod adds itself", pod2, "v1", 2, 2},
+		{"unchanged republish", pod1, "v1", 2, 2},
+		{"rotation", pod2, "v2", 3, 2},
+	}
+	for _, s := range steps {
+		if _, err := Sync(ctx, c, s.owner, objs, map[string][]byte{"secret1": []byte(s.value)}); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		got := get(t, c, "synced")
+		if writes(c) != s.wantWrites || len(got.OwnerReferences) != s.wantOwners || string(got.Data["password"]) != s.value {
+			t.Errorf("%s: %d writes, %d owners, data %q; want %d, %d, %q", s.name, writes(c), len(got.OwnerReferences), got.Data["password"], s.wantWrites, s.wantOwners, s.value)
+		}
+		if got.Labels[ManagedLabel] != "true" || got.Labels["team"] != "a" {
+			t.Errorf("%s: labels %v", s.name, got.Labels)
+		}
+	}
+}
+
+func TestBuildRefuses(t *testing.T) {
+	files := map[string][]byte{"cert": []byte(certPEM), "plain": []byte("x")}
+	tests := []struct {
+		name string
+		so   v1.SecretObject
+		want string
+	}{
+		{"bad name", v1.SecretObject{SecretName: "Not_Valid", Data: []*v1.SecretObjectData{{ObjectName: "plain", Key: "k"}}}, "not a valid Secret name"},
+		{"no data", v1.SecretObject{SecretName: "s"}, "data is empty"},
+		{"unknown file", v1.SecretObject{SecretName: "s", Data: []*v1.SecretObjectData{{ObjectName: "nope", Key: "k"}}}, `objectName "nope" is not a mounted file`},
+		{"tls key missing", v1.SecretObject{SecretName: "s", Type: "kubernetes.io/tls", Data: []*v1.SecretObjectData{{ObjectName: "cert", Key: "tls.key"}}}, "no private key found"},
+		{"tls from plain text", v1.SecretObject{SecretName: "s", Type: "kubernetes.io/tls", Data: []*v1.SecretObjectData{{ObjectName: "plain", Key: "tls.crt"}}}, "neither PEM nor a PKCS#12"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := build(0, &tt.so, Owner{Namespace: "ns"}, files)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
