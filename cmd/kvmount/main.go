@@ -15,8 +15,9 @@ import (
 const usage = `kvmount: Azure Key Vault secrets as files in Kubernetes pods, testable offline.
 
 Usage:
-  kvmount up [--nodes N] [--dir DIR] [--base-port PORT]   start a local cluster until interrupted
-  kvmount demo                                            play the seed's identity scenarios (not yet implemented)
+  kvmount up [--nodes N] [--dir DIR] [--base-port PORT]   start the local environment until interrupted
+  kvmount demo [--keep] [--dir DIR]                       play the seed's three identity methods end to end
+  kvmount files <namespace>/<pod> [--dir DIR]             show a pod's mounted secrets-store files
   kvmount bench provider --endpoint unix:///…/azure.sock (--request FILE | --class SPC --pod POD)
                          [-c N] [-d 10s | -n N] [--azsim-data-dir DIR --vault NAME]
                                                           load a provider socket and report latency
@@ -46,7 +47,9 @@ func run(ctx context.Context, args []string) error {
 	case "up":
 		return up(ctx, args[1:])
 	case "demo":
-		return errors.New("demo: not yet implemented: the seed's three identity methods need azsim, the provider and the driver, which have not landed yet (see the open issues); `kvmount up` works today")
+		return runDemo(ctx, args[1:], os.Stdout)
+	case "files":
+		return files(ctx, args[1:], os.Stdout)
 	case "bench":
 		if len(args) < 2 || args[1] != "provider" {
 			return fmt.Errorf("%w: kvmount bench provider …", errUsage)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kvmount.dev/kvmount/internal/localcluster"
+	"kvmount.dev/kvmount/internal/localenv"
 )
 
 // upConfig is what `kvmount up` is told by its flags.
@@ -26,9 +27,9 @@ func parseUp(args []string) (upConfig, error) {
 	var cfg upConfig
 	fs := flag.NewFlagSet("kvmount up", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.IntVar(&cfg.nodes, "nodes", 1, "number of kubelet nodes")
-	fs.StringVar(&cfg.dir, "dir", "/var/lib/kvmount/cluster", "state directory (PKI, etcd data, kubelet root dirs, logs); reused on the next start")
-	fs.IntVar(&cfg.basePort, "base-port", 16443, "API server port; etcd, kube-controller-manager and kubelets use the ports just above it")
+	fs.IntVar(&cfg.nodes, "nodes", 2, "number of nodes (instances of the AKS node pool scale set)")
+	fs.StringVar(&cfg.dir, "dir", "/var/lib/kvmount/env", "state directory (azsim, PKI, etcd, kubelet root dirs, logs); reused on the next start")
+	fs.IntVar(&cfg.basePort, "base-port", 16443, "API server port; etcd, controllers and kubelets use the ports above it, azsim base+100")
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -44,8 +45,8 @@ func parseUp(args []string) (upConfig, error) {
 	return cfg, nil
 }
 
-// up starts a local cluster, prints how to use it and keeps it running until
-// ctx is cancelled (Ctrl-C), then stops it cleanly.
+// up starts the local environment, prints how to use it and keeps it
+// running until ctx is cancelled (Ctrl-C), then stops it cleanly.
 func up(ctx context.Context, args []string) error {
 	cfg, err := parseUp(args)
 	if err != nil {
@@ -56,38 +57,50 @@ func up(ctx context.Context, args []string) error {
 	}
 	progress := newProgress(os.Stdout)
 	defer progress.close()
-	binDir, err := ensureClusterBins(ctx, progress)
+	binDir, err := ensureBins(ctx, progress)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	cluster, err := localcluster.Start(ctx, localcluster.Config{
-		Dir: cfg.dir, BinDir: binDir, Nodes: cfg.nodes, BasePort: cfg.basePort, Logf: progress.step,
-	})
+	env, err := localenv.Start(ctx, localenv.Config{Dir: cfg.dir, BinDir: binDir, Nodes: cfg.nodes, BasePort: cfg.basePort, Logf: progress.step})
 	if err != nil {
 		return err
 	}
 	progress.close()
-	fmt.Printf("\nLocal cluster up in %s: %d node(s) Ready.\n", time.Since(start).Round(100*time.Millisecond), cfg.nodes)
-	fmt.Printf("  kubeconfig: %s\n", cluster.KubeconfigPath)
-	fmt.Printf("  try:        kubectl --kubeconfig %s get nodes\n", cluster.KubeconfigPath)
-	fmt.Printf("  logs:       %s\n", filepath.Join(cfg.dir, "logs"))
-	fmt.Println("Press Ctrl-C to stop.")
+	printEnv(env, cfg.dir, time.Since(start))
 	<-ctx.Done()
 	fmt.Println("\nstopping: ending every component and unmounting pod volumes ...")
-	if err := cluster.Stop(); err != nil {
+	if err := env.Stop(); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
 	fmt.Println("stopped; state kept in", cfg.dir)
 	return nil
 }
 
-// ensureClusterBins finds the cluster binaries, building them from the source
-// tree (with their build output shown) when they are missing.
-func ensureClusterBins(ctx context.Context, p *progress) (string, error) {
+func printEnv(env *localenv.Env, dir string, took time.Duration) {
+	fmt.Printf("\nkvmount is up in %s: %d node(s) Ready, the driver and the Azure provider on each.\n", took.Round(100*time.Millisecond), len(env.Nodes))
+	fmt.Printf("  kubeconfig:  export KUBECONFIG=%s\n", env.Cluster.KubeconfigPath)
+	fmt.Printf("  try:         kubectl --kubeconfig %s get nodes\n", env.Cluster.KubeconfigPath)
+	fmt.Printf("  azsim:       export AZSIM_DATA_DIR=%s   # then: azsim keyvault create -n my-kv -g %s\n", env.AzsimDir, localenv.ResourceGroup)
+	fmt.Printf("  azsim CA:    %s\n", filepath.Join(env.AzsimDir, "ca.crt"))
+	fmt.Printf("  tenant:      %s   (the SecretProviderClass tenantId)\n", env.TenantID)
+	fmt.Printf("  AKS:         azsim aks show -g %s -n %s\n", localenv.ResourceGroup, localenv.ClusterName)
+	fmt.Printf("  pod files:   kvmount files <namespace>/<pod> --dir %s\n", dir)
+	fmt.Printf("  logs:        %s and %s\n", filepath.Join(env.Cluster.Dir(), "logs"), filepath.Join(dir, "logs"))
+	fmt.Println("Press Ctrl-C to stop.")
+}
+
+// ensureBins finds the binaries, building the Kubernetes ones (with their
+// build output shown) when they are missing.
+func ensureBins(ctx context.Context, p *progress) (string, error) {
 	binDir, err := localcluster.FindBinDir()
 	if err != nil {
 		return "", err
+	}
+	for _, b := range []string{"azsim", "provider-azure", "secrets-store-csi-driver"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			return "", fmt.Errorf("%s missing in %s: run `make build`", b, binDir)
+		}
 	}
 	if len(localcluster.MissingBinaries(binDir)) == 0 {
 		return binDir, nil

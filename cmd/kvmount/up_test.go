@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -15,7 +14,7 @@ func TestParseUp(t *testing.T) {
 		wantErr   string
 		wantUsage bool
 	}{
-		{name: "defaults", args: nil, want: upConfig{nodes: 1, dir: "/var/lib/kvmount/cluster", basePort: 16443}},
+		{name: "defaults", args: nil, want: upConfig{nodes: 2, dir: "/var/lib/kvmount/env", basePort: 16443}},
 		{name: "all flags", args: []string{"--nodes", "2", "--dir", "/x", "--base-port", "20000"}, want: upConfig{nodes: 2, dir: "/x", basePort: 20000}},
 		{name: "zero nodes", args: []string{"--nodes=0"}, wantErr: "--nodes 0"},
 		{name: "privileged port", args: []string{"--base-port=80"}, wantErr: "--base-port 80"},
@@ -38,14 +37,5 @@ func TestParseUp(t *testing.T) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
-	}
-}
-
-// TestDemoSaysNotYetImplemented keeps `make demo` honest until the demo
-// lands: it must fail and say why, never pretend to succeed.
-func TestDemoSaysNotYetImplemented(t *testing.T) {
-	err := run(context.Background(), []string{"demo"})
-	if err == nil || !strings.Contains(err.Error(), "not yet implemented") {
-		t.Fatalf("got %v, want a not-yet-implemented error", err)
 	}
 }

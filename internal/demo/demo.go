@@ -76,16 +76,31 @@ func (d *demo) heading(s string) {
 
 // az runs an azsim command as the seed writes it and prints its output.
 func (d *demo) az(ctx context.Context, line string) (string, error) {
+	return d.run(ctx, line, false)
+}
+
+// azQuiet shows the command in the seed's form but not its (long) output.
+func (d *demo) azQuiet(ctx context.Context, line string) error {
+	_, err := d.run(ctx, line, true)
+	return err
+}
+
+func (d *demo) run(ctx context.Context, line string, quiet bool) (string, error) {
 	for k, v := range d.vars {
 		line = strings.ReplaceAll(line, k, v)
 	}
 	d.say("\n$ %s", line)
 	var buf strings.Builder
 	args := append([]string{"--data-dir", d.env.AzsimDir}, strings.Fields(line)[1:]...)
+	if quiet {
+		args = append(args, "-o", "none")
+	}
 	if err := cli.Run(ctx, args, &buf); err != nil {
 		return "", fmt.Errorf("%s: %w", line, err)
 	}
-	d.say("%s", indent(clip(buf.String(), 12)))
+	if out := indent(clip(buf.String(), 12)); out != "" {
+		d.say("%s", out)
+	}
 	return strings.TrimSpace(buf.String()), nil
 }
 
@@ -110,7 +125,7 @@ func (d *demo) apply(ctx context.Context, name string, extra map[string]string) 
 func (d *demo) vault(ctx context.Context) error {
 	d.heading("Set-up: a key vault with secret1 and key1 (the seed assumes one)")
 	for _, line := range []string{
-		"azsim keyvault create -n <key-vault-name> -g " + rg + " -o none",
+		"azsim keyvault create -n <key-vault-name> -g " + rg + " --query properties.vaultUri -o tsv",
 		"azsim keyvault secret set --vault-name <key-vault-name> -n secret1 --value hello-from-key-vault --query id -o tsv",
 		"azsim keyvault key create --vault-name <key-vault-name> -n key1 --kty RSA --size 2048 --query key.kid -o tsv",
 	} {
@@ -124,7 +139,7 @@ func (d *demo) vault(ctx context.Context) error {
 // grant runs the seed's three set-policy lines for an identity.
 func (d *demo) grant(ctx context.Context, placeholder string) error {
 	for _, kind := range []string{"key", "secret", "certificate"} {
-		if _, err := d.az(ctx, "azsim keyvault set-policy -n <key-vault-name> --"+kind+"-permissions get --spn "+placeholder+" -o none"); err != nil {
+		if err := d.azQuiet(ctx, "azsim keyvault set-policy -n <key-vault-name> --"+kind+"-permissions get --spn "+placeholder); err != nil {
 			return err
 		}
 	}

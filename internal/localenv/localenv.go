@@ -117,7 +117,47 @@ func (e *Env) start(ctx context.Context) error {
 		return err
 	}
 	e.cfg.Logf("waiting for kubelets to register the driver")
-	return e.waitRegistered(ctx)
+	if err := e.waitRegistered(ctx); err != nil {
+		return err
+	}
+	return e.writeState()
+}
+
+// State is what env.json in the environment's dir records for other
+// commands (kvmount files): where things are.
+type State struct {
+	Kubeconfig string      `json:"kubeconfig"`
+	AzsimDir   string      `json:"azsimDir"`
+	AzsimCA    string      `json:"azsimCA"`
+	Nodes      []StateNode `json:"nodes"`
+}
+
+// StateNode is one node's name and kubelet root dir.
+type StateNode struct {
+	Name    string `json:"name"`
+	RootDir string `json:"rootDir"`
+}
+
+func (e *Env) writeState() error {
+	st := State{Kubeconfig: e.Cluster.KubeconfigPath, AzsimDir: e.AzsimDir, AzsimCA: filepath.Join(e.AzsimDir, "ca.crt")}
+	for _, n := range e.Cluster.Nodes {
+		st.Nodes = append(st.Nodes, StateNode{Name: n.Name, RootDir: n.RootDir})
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(e.cfg.Dir, "env.json"), b, 0o644)
+}
+
+// ReadState reads env.json from an environment's dir.
+func ReadState(dir string) (State, error) {
+	var st State
+	b, err := os.ReadFile(filepath.Join(dir, "env.json"))
+	if err != nil {
+		return st, fmt.Errorf("no environment in %s (start one with kvmount up --dir %s): %w", dir, dir, err)
+	}
+	return st, json.Unmarshal(b, &st)
 }
 
 func (e *Env) bin(name string) string { return filepath.Join(e.cfg.BinDir, name) }

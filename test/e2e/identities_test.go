@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"kvmount.dev/kvmount/internal/demo"
+	"kvmount.dev/kvmount/internal/localenv"
+)
+
+// TestSeedThreeMethods plays the demo: the seed's pod identity,
+// user-assigned and system-assigned sections through real kubelet, plus a
+// pod without a matching binding and a node with several user-assigned
+// identities and no userAssignedIdentityID, each refused with its event.
+func TestSeedThreeMethods(t *testing.T) {
+	env, _ := startEnv(t, 2)
+	var out strings.Builder
+	rows, err := demo.Play(context.Background(), env, io.MultiWriter(&out, testLog{t}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"pod identity": true, "pod identity, no binding": true, "user-assigned MI": true,
+		"VM MI, 2+ user-assigned, no ID": true, "system-assigned MI": true}
+	for _, r := range rows {
+		if !want[r.Method] || !r.OK {
+			t.Errorf("row %+v", r)
+		}
+		delete(want, r.Method)
+		if strings.HasSuffix(r.Method, "MI") || r.Method == "pod identity" {
+			if r.Objects != "key1, secret1" {
+				t.Errorf("%s mounted %q, want key1, secret1", r.Method, r.Objects)
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing rows: %v", want)
+	}
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) { l.t.Log(strings.TrimRight(string(p), "\n")); return len(p), nil }
+
+// podWithClass makes a pod (the seed's shape) mounting class, optionally
+// with a service account and a nodePublishSecretRef.
+func podWithClass(name, class, sa, secretRef string) *corev1.Pod {
+	ro := true
+	vol := corev1.Volume{Name: "secrets-store01-inline", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+		Driver: "secrets-store.csi.k8s.io", ReadOnly: &ro, VolumeAttributes: map[string]string{"secretProviderClass": class}}}}
+	if secretRef != "" {
+		vol.CSI.NodePublishSecretRef = &corev1.LocalObjectReference{Name: secretRef}
+	}
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{ServiceAccountName: sa,
+		Containers: []corev1.Container{{Name: "busybox", Image: "k8s.gcr.io/e2e-test-images/busybox:1.29-1", Command: []string{"/bin/sleep", "10000"},
+			VolumeMounts: []corev1.VolumeMount{{Name: vol.Name, MountPath: "/mnt/secrets-store", ReadOnly: true}}}},
+		Volumes: []corev1.Volume{vol}}}
+}
+
+func classYAML(name, params string) []byte {
+	return []byte(`apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata:
+  name: ` + name + `
+spec:
+  provider: azure
+  parameters:
+` + params + `
+    objects: |
+      array:
+        - |
+          objectName: secret1
+          objectType: secret
+`)
+}
+
+func waitSecretFile(t *testing.T, env *localenv.Env, cs kubernetes.Interface, pod, want string) {
+	t.Helper()
+	p := scheduledPod(t, cs, "default", pod)
+	dir := volumeDir(env, p, "secrets-store01-inline")
+	waitFor(t, 90*time.Second, "secret1 in "+pod, func() (bool, string) {
+		b, _ := os.ReadFile(filepath.Join(dir, "secret1"))
+		return string(b) == want, strings.Join(events(cs, "default", pod), " | ")
+	})
+}
+
+// TestWorkloadIdentity: the pod's projected service-account token (from
+// the CSIDriver's tokenRequests) is exchanged at azsim's Entra ID, which
+// verifies it against the local cluster's issuer; a pod of another service
+// account is refused.
+func TestWorkloadIdentity(t *testing.T) {
+	env, cs := startEnv(t, 1)
+	ctx := context.Background()
+	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-wi", "resourceGroup": localenv.ResourceGroup})
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-wi", "name": "secret1", "value": "from-workload-identity"})
+	id := azsim(t, env, "identity create", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": "wi"})
+	azsim(t, env, "identity federated-credential create", map[string]any{"resourceGroup": localenv.ResourceGroup, "identityName": "wi", "name": "app",
+		"issuer": env.Cluster.Server, "subject": "system:serviceaccount:default:app"})
+	azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-wi", "spn": id["clientId"], "secretPermissions": []string{"get"}})
+	params := "    clientID: " + id["clientId"].(string) + "\n    keyvaultName: kvmount-wi\n    tenantId: " + env.TenantID
+	if err := env.Cluster.Apply(ctx, classYAML("wi", params)); err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range []string{"app", "other"} {
+		if _, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, podWithClass("wi-"+sa, "wi", sa, ""), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSecretFile(t, env, cs, "wi-app", "from-workload-identity")
+	waitFor(t, 60*time.Second, "the other service account refused", func() (bool, string) {
+		ev := strings.Join(events(cs, "default", "wi-other"), " | ")
+		return strings.Contains(ev, "no federated credential for service account default/other"), ev
+	})
+}
+
+// TestServicePrincipal mounts with a nodePublishSecretRef Secret holding a
+// service principal's clientid and clientsecret.
+func TestServicePrincipal(t *testing.T) {
+	env, cs := startEnv(t, 1)
+	ctx := context.Background()
+	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-sp", "resourceGroup": localenv.ResourceGroup})
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-sp", "name": "secret1", "value": "from-service-principal"})
+	sp := azsim(t, env, "ad sp create-for-rbac", map[string]any{"name": "csi"})
+	azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-sp", "spn": sp["appId"], "secretPermissions": []string{"get"}})
+	if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "secrets-store-creds",
+		Labels: map[string]string{"secrets-store.csi.k8s.io/used": "true"}},
+		StringData: map[string]string{"clientid": sp["appId"].(string), "clientsecret": sp["password"].(string)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Cluster.Apply(ctx, classYAML("sp", "    keyvaultName: kvmount-sp\n    tenantId: "+env.TenantID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, podWithClass("sp-pod", "sp", "", "secrets-store-creds"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSecretFile(t, env, cs, "sp-pod", "from-service-principal")
+	assertNoCanaryInLogs(t, env, sp["password"].(string))
+}
