@@ -39,9 +39,10 @@ test-compile:
 test: host-deps build vet cluster-bins tools test-compile
 	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -count=1 -timeout 40m -v $(TESTARGS) $(PKGS)
 
-## demo: the seed's three identity methods on a local node
-demo: build cluster-bins
-	$(BIN)/kvmount demo
+## demo: the seed's three identity methods on a local node, in a loopback-only
+## network namespace (everything it runs listens on 127.0.0.1 anyway)
+demo: host-deps build cluster-bins
+	scripts/netns-run.sh $(BIN)/kvmount demo
 
 ## crds: regenerate deploy/crds/secrets-store.csi.x-k8s.io.yaml from the Go types
 crds:
