@@ -48,7 +48,10 @@ func TestSeedThreeMethods(t *testing.T) {
 
 type testLog struct{ t *testing.T }
 
-func (l testLog) Write(p []byte) (int, error) { l.t.Log(strings.TrimRight(string(p), "\n")); return len(p), nil }
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 // podWithClass makes a pod (the seed's shape) mounting class, optionally
 // with a service account and a nodePublishSecretRef.
