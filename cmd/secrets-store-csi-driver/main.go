@@ -23,6 +23,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/csi"
 	"kvmount.dev/kvmount/internal/providers"
+	"kvmount.dev/kvmount/internal/serve"
 )
 
 var version = "v0.1.0"
@@ -123,14 +124,4 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
-func logger(c config) *slog.Logger {
-	level := slog.LevelInfo
-	if c.debug {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if c.jsonLogs {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
+func logger(c config) *slog.Logger { return serve.Logger(c.jsonLogs, c.debug) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"kvmount.dev/kvmount/internal/serve"
 	"kvmount.dev/kvmount/internal/socket"
 )
 
@@ -46,7 +46,7 @@ func (d *Driver) Serve(ctx context.Context, endpoint, registrationDir, healthAdd
 		eg.Go(func() error { return rs.Serve(rl) })
 	}
 	for _, h := range d.httpServers(healthAddr, metricsAddr, reg) {
-		eg.Go(func() error { return serveHTTP(ctx, h) })
+		eg.Go(func() error { return serve.HTTP(ctx, h) })
 	}
 	eg.Go(func() error {
 		<-ctx.Done()
@@ -94,21 +94,4 @@ func (d *Driver) httpServers(healthAddr, metricsAddr string, reg *prometheus.Reg
 		out = append(out, &http.Server{Addr: metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second})
 	}
 	return out
-}
-
-func serveHTTP(ctx context.Context, h *http.Server) error {
-	ln, err := net.Listen("tcp", h.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", h.Addr, err)
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = h.Shutdown(sctx)
-	}()
-	if err := h.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +21,7 @@ import (
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
 	"kvmount.dev/kvmount/internal/httpclient"
+	"kvmount.dev/kvmount/internal/serve"
 	"kvmount.dev/kvmount/internal/socket"
 )
 
@@ -68,7 +67,7 @@ func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return g.Serve(lis) })
 	for _, h := range httpServers(rc, reg, hs) {
-		eg.Go(func() error { return serveHTTP(ctx, h) })
+		eg.Go(func() error { return serve.HTTP(ctx, h) })
 	}
 	eg.Go(func() error {
 		<-ctx.Done()
@@ -119,17 +118,7 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 	return srv, reg, tr.CloseIdleConnections, nil
 }
 
-func logger(rc RunConfig) *slog.Logger {
-	level := slog.LevelInfo
-	if rc.Debug {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if rc.JSONLogs {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
+func logger(rc RunConfig) *slog.Logger { return serve.Logger(rc.JSONLogs, rc.Debug) }
 
 // httpServers are /healthz (the gRPC health status, so it fails while
 // shutting down) and /metrics, on their own addresses when set.
@@ -153,23 +142,4 @@ func httpServers(rc RunConfig, reg *prometheus.Registry, hs *health.Server) []*h
 		out = append(out, &http.Server{Addr: rc.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second})
 	}
 	return out
-}
-
-// serveHTTP runs h until ctx ends; a listen failure (port taken) is an
-// error, unlike upstream's health server, which swallowed it.
-func serveHTTP(ctx context.Context, h *http.Server) error {
-	ln, err := net.Listen("tcp", h.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", h.Addr, err)
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = h.Shutdown(sctx)
-	}()
-	if err := h.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
