@@ -2,27 +2,19 @@ package azsim_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"kvmount.dev/kvmount/internal/azsim"
-	"kvmount.dev/kvmount/internal/azsim/jwt"
+	"kvmount.dev/kvmount/internal/azsim/azsimtest"
 )
 
 // TestThrottled: past the per-vault GET limit the vault answers 429 with a
@@ -96,62 +88,27 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-// oidcIssuer is a minimal external OIDC issuer, as a cluster's
-// service-account issuer is: discovery document and JWKS over TLS.
-type oidcIssuer struct {
-	srv    *httptest.Server
-	key    *rsa.PrivateKey
-	caFile string
-}
-
-func newIssuer(t *testing.T) *oidcIssuer {
-	t.Helper()
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	o := &oidcIssuer{key: key}
-	o.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			json.NewEncoder(w).Encode(map[string]string{"issuer": o.srv.URL, "jwks_uri": o.srv.URL + "/openid/v1/jwks"})
-		case "/openid/v1/jwks":
-			json.NewEncoder(w).Encode(jwt.JWKS{Keys: []jwt.JWK{jwt.RSAJWK(&key.PublicKey, "sa-key")}})
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(o.srv.Close)
-	o.caFile = filepath.Join(t.TempDir(), "issuer-ca.crt")
-	os.WriteFile(o.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.srv.Certificate().Raw}), 0o600)
-	return o
-}
-
-func (o *oidcIssuer) token(sub string) string {
-	now := time.Now()
-	tok, _ := jwt.Sign(o.key, "sa-key", jwt.Claims{Issuer: o.srv.URL, Subject: sub, Audiences: jwt.Audience{"api://AzureADTokenExchange"},
-		IssuedAt: now.Unix(), NotBefore: now.Unix(), ExpiresAt: now.Add(time.Hour).Unix()})
-	return tok
-}
-
 // TestWorkloadIdentityFederation exchanges a service-account token for an
 // Entra token with ClientAssertionCredential: the federated credential's
 // issuer keys are fetched and checked, and a token for another subject is
 // refused with AADSTS70021.
 func TestWorkloadIdentityFederation(t *testing.T) {
-	iss := newIssuer(t)
-	s := startServer(t, azsim.Config{TrustCAFiles: []string{iss.caFile}})
+	iss := azsimtest.NewIssuer(t)
+	s := startServer(t, azsim.Config{TrustCAFiles: []string{iss.CAFile}})
 	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "federated"})
 	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
 	admin(t, s, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc",
-		Issuer: iss.srv.URL, Subject: "system:serviceaccount:default:workload"})
+		Issuer: iss.URL, Subject: "system:serviceaccount:default:workload"})
 	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
 
-	cred := func(sub string) azcore.TokenCredential {
+	cred := func(sa string) azcore.TokenCredential {
 		var once sync.Once
 		var tok string
 		opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: clientOptions(s), DisableInstanceDiscovery: true}
 		opts.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: azsim.LoginURL + "/"}
 		c, err := azidentity.NewClientAssertionCredential(s.TenantID(), ua["clientId"].(string), func(context.Context) (string, error) {
-			once.Do(func() { tok = iss.token(sub) })
+			once.Do(func() { tok = iss.Token("default", sa) })
 			return tok, nil
 		}, opts)
 		if err != nil {
@@ -159,11 +116,11 @@ func TestWorkloadIdentityFederation(t *testing.T) {
 		}
 		return c
 	}
-	got, err := secretsClient(t, s, "kv1", cred("system:serviceaccount:default:workload")).GetSecret(context.Background(), "s", "", nil)
+	got, err := secretsClient(t, s, "kv1", cred("workload")).GetSecret(context.Background(), "s", "", nil)
 	if err != nil || *got.Value != "federated" {
 		t.Fatalf("workload identity: %v", err)
 	}
-	_, err = secretsClient(t, s, "kv1", cred("system:serviceaccount:default:intruder")).GetSecret(context.Background(), "s", "", nil)
+	_, err = secretsClient(t, s, "kv1", cred("intruder")).GetSecret(context.Background(), "s", "", nil)
 	if err == nil || !strings.Contains(err.Error(), "AADSTS70021") || !strings.Contains(err.Error(), "system:serviceaccount:default:intruder") {
 		t.Fatalf("got %v, want AADSTS70021 naming the subject", err)
 	}

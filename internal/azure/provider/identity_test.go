@@ -1,14 +1,7 @@
 package provider_test
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
-	"encoding/pem"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"kvmount.dev/kvmount/internal/azsim"
-	"kvmount.dev/kvmount/internal/azsim/jwt"
+	"kvmount.dev/kvmount/internal/azsim/azsimtest"
 	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
@@ -131,55 +124,23 @@ func TestServicePrincipal(t *testing.T) {
 	wantCode(t, err, codes.Unauthenticated, "clientsecret in the nodePublishSecretRef Secret is wrong")
 }
 
-// testIssuer is a service-account issuer with discovery and keys over TLS.
-type testIssuer struct {
-	srv    *httptest.Server
-	key    *rsa.PrivateKey
-	caFile string
-}
-
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	ti := &testIssuer{key: key}
-	ti.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			json.NewEncoder(w).Encode(map[string]string{"issuer": ti.srv.URL, "jwks_uri": ti.srv.URL + "/openid/v1/jwks"})
-		case "/openid/v1/jwks":
-			json.NewEncoder(w).Encode(jwt.JWKS{Keys: []jwt.JWK{jwt.RSAJWK(&key.PublicKey, "k")}})
-		}
-	}))
-	t.Cleanup(ti.srv.Close)
-	ti.caFile = filepath.Join(t.TempDir(), "issuer.crt")
-	os.WriteFile(ti.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ti.srv.Certificate().Raw}), 0o600)
-	return ti
-}
-
-func (ti *testIssuer) token(ns, sa string) string {
-	now := time.Now()
-	tok, _ := jwt.Sign(ti.key, "k", jwt.Claims{Issuer: ti.srv.URL, Subject: "system:serviceaccount:" + ns + ":" + sa,
-		Audiences: jwt.Audience{"api://AzureADTokenExchange"}, IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Hour).Unix()})
-	return tok
-}
-
 // TestWorkloadIdentity exchanges the pod's service-account token (as the
 // driver passes it from the CSIDriver's tokenRequests) at Entra ID; another
 // service account with the same clientID is refused, not served from the
 // first one's cached token.
 func TestWorkloadIdentity(t *testing.T) {
-	iss := newTestIssuer(t)
-	s, cloudEnv := newSim(t, azsim.Config{TrustCAFiles: []string{iss.caFile}})
+	iss := azsimtest.NewIssuer(t)
+	s, cloudEnv := newSim(t, azsim.Config{TrustCAFiles: []string{iss.CAFile}})
 	vaultWithSecret(t, s, "from-workload-identity")
 	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
 	admin(t, s, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "app",
-		Issuer: iss.srv.URL, Subject: "system:serviceaccount:default:app"})
+		Issuer: iss.URL, Subject: "system:serviceaccount:default:app"})
 	grant(t, s, ua["clientId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	mountAs := func(sa string) error {
 		p := e.baseParams("objectName: secret1\nobjectType: secret")
 		p["clientID"], p["csi.storage.k8s.io/serviceAccount.name"] = ua["clientId"].(string), sa
-		toks, _ := json.Marshal(map[string]any{"api://AzureADTokenExchange": map[string]string{"token": iss.token("default", sa), "expirationTimestamp": time.Now().Add(time.Hour).Format(time.RFC3339)}})
+		toks, _ := json.Marshal(map[string]any{"api://AzureADTokenExchange": map[string]string{"token": iss.Token("default", sa), "expirationTimestamp": time.Now().Add(time.Hour).Format(time.RFC3339)}})
 		p["csi.storage.k8s.io/serviceAccount.tokens"] = string(toks)
 		resp, err := e.mount(p, nil)
 		if err == nil && string(filesOf(resp)["secret1"].Contents) != "from-workload-identity" {
