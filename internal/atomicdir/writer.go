@@ -3,9 +3,10 @@
 // old set or the new set, never a mix and never a missing file — the
 // kubelet AtomicWriter scheme: files go into a new ..<timestamp> directory,
 // a ..data symlink is swapped to it by rename(2), and every top-level name
-// is a symlink through ..data. Identical content is not rewritten. The
-// previous payload is kept until the next write, so that a reader caught
-// mid-lookup by a swap never finds its file missing.
+// is a symlink through ..data. Identical content is not rewritten. Old
+// payloads are removed on a later write, never within a second of their
+// creation, so that a reader caught mid-lookup by a swap never finds its
+// file missing.
 //
 // A Writer offers no concurrency of its own: callers serialise writes to
 // one directory (the CSI node server holds a per-volume lock).
@@ -66,9 +67,14 @@ func Write(dir string, files []File) (bool, error) {
 	return true, prune(dir, filepath.Base(ts), old)
 }
 
-// prune removes payload dirs but the current and the one it replaced: a
-// reader that resolved ..data to the previous payload a moment before the
-// swap still finds its file, for a whole rotation more.
+// payloadGrace is how long an older payload stays after it was written. A
+// reader whose path lookup resolved ..data to a payload a moment before a
+// swap still finds its file, however fast rotations come (seen: a reader
+// on a loaded machine stalled across two back-to-back rotations).
+const payloadGrace = time.Second
+
+// prune removes payload dirs but the current one, the one it replaced, and
+// any written less than payloadGrace ago.
 func prune(dir string, keep ...string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -77,6 +83,9 @@ func prune(dir string, keep ...string) error {
 	for _, e := range entries {
 		name := e.Name()
 		if !e.IsDir() || !strings.HasPrefix(name, "..") || name == dataDir || slices.Contains(keep, name) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) < payloadGrace {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {

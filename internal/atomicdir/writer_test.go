@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func readAll(t *testing.T, dir string) map[string]string {
@@ -94,13 +95,17 @@ func TestWrite(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode of a: %v %v, want 0600", fi.Mode().Perm(), err)
 	}
+	time.Sleep(payloadGrace)
+	if _, err := Write(dir, []File{{"a", 0o600, []byte("last")}}); err != nil {
+		t.Fatal(err)
+	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 4 { // a, ..data, the payload and the one before
+	if len(entries) != 4 { // a, ..data, the payload and the one it replaced
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
-		t.Errorf("dir holds %v, want a, ..data and two payloads", names)
+		t.Errorf("dir holds %v, want a, ..data and two payloads: older ones are pruned after the grace", names)
 	}
 }
 
