@@ -116,6 +116,17 @@ func TestSeedUserAssignedIdentity(t *testing.T) {
 			"pod " + errText(perr) + ", mounts " + strings.Join(mounts, ",") + ", status " + errText(serr) + ", secret " + errText(kerr)
 	})
 	assertNoCanaryInLogs(t, env, v1, v2, v3)
+	all, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+	if err != nil || len(all.Items) == 0 {
+		t.Fatalf("no events to check: %v", err)
+	}
+	for _, e := range all.Items {
+		for _, c := range []string{v1, v2, v3} {
+			if strings.Contains(e.Message, c) {
+				t.Errorf("event %s (%s) holds a secret value", e.Name, e.Reason)
+			}
+		}
+	}
 }
 
 // TestFailedMountExplained: a class naming an object that does not exist
