@@ -28,6 +28,8 @@ type outcome struct {
 	remount  bool
 	skipped  bool
 	changed  bool
+	// refreshFailed: a refresh failed and the previous files were kept.
+	refreshFailed bool
 }
 
 // publish is the path of one mount: class → tmpfs → provider → files →
@@ -49,12 +51,12 @@ func (d *Driver) publish(ctx context.Context, m mountRequest, v *volume) (outcom
 	}
 	spc, err := d.secretProviderClass(ctx, m)
 	if err != nil {
-		return out, d.fail(ctx, m, out, mounted, err)
+		return d.failed(ctx, m, out, mounted, err)
 	}
 	out.provider = string(spc.Spec.Provider)
 	if !mounted {
 		if err := atomicdir.MountTmpfs(m.target); err != nil {
-			return out, d.fail(ctx, m, out, false, status.Errorf(codes.Internal, "%v", err))
+			return d.failed(ctx, m, out, false, status.Errorf(codes.Internal, "%v", err))
 		}
 	}
 	files, versions, err := d.callProvider(ctx, m, spc, v)
@@ -65,10 +67,16 @@ func (d *Driver) publish(ctx context.Context, m mountRequest, v *volume) (outcom
 		}
 	}
 	if err != nil {
-		return out, d.fail(ctx, m, out, mounted, err)
+		return d.failed(ctx, m, out, mounted, err)
 	}
 	d.afterWrite(ctx, m, spc, v, versions, files, &out)
 	return out, nil
+}
+
+// failed is fail with the outcome noting a kept refresh.
+func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, wasMounted bool, err error) (outcome, error) {
+	out.refreshFailed = out.remount
+	return out, d.fail(ctx, m, out, wasMounted, err)
 }
 
 // fail handles a failed publish: it tells the pod (an Event with the
@@ -227,6 +235,8 @@ func (d *Driver) record(m mountRequest, out outcome, err error, dur time.Duratio
 		d.cfg.Logger.Warn("publish failed", append(attrs, "code", codeOf(err), "err", status.Convert(err).Message())...)
 	case out.skipped:
 		d.cfg.Logger.Debug("publish skipped: within the rotation poll interval", attrs...)
+	case out.refreshFailed: // logged, counted and reported as an Event by fail
+
 	default:
 		d.cfg.Metrics.publish(out.provider, dur)
 		d.cfg.Logger.Info("published", append(attrs, "remount", out.remount, "changed", out.changed)...)
