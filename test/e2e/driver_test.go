@@ -136,6 +136,9 @@ func TestFailedMountExplained(t *testing.T) {
 	env, cs := startEnv(t, 1)
 	ctx := context.Background()
 	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-e2e", "resourceGroup": localenv.ResourceGroup})
+	// key1 exists, secret1 does not: objects are fetched in parallel, and
+	// with both missing either could be the one reported.
+	azsim(t, env, "keyvault key create", map[string]any{"vaultName": "kvmount-e2e", "name": "key1", "kty": "RSA", "size": 2048})
 	aks := azsim(t, env, "aks show", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": localenv.ClusterName})
 	addon := aks["addonProfiles"].(map[string]any)["azureKeyvaultSecretsProvider"].(map[string]any)["identity"].(map[string]any)["clientId"].(string)
 	azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-e2e", "spn": addon, "secretPermissions": []string{"get"}, "keyPermissions": []string{"get"}})
