@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 
 	"kvmount.dev/kvmount/internal/azsim/store"
@@ -56,16 +55,6 @@ func register[A any](name string, f func(ctx context.Context, s *Server, a A) (a
 	}
 }
 
-// Verbs lists the admin verbs, sorted.
-func Verbs() []string {
-	names := make([]string, 0, len(verbs))
-	for n := range verbs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // Admin runs verb in-process with args (any JSON-encodable value) and
 // returns its result as generic JSON, exactly what the admin API returns.
 func (s *Server) Admin(ctx context.Context, verb string, args any) (map[string]any, error) {
@@ -90,9 +79,10 @@ func (s *Server) runVerb(ctx context.Context, verb string, raw json.RawMessage) 
 	if !ok {
 		return nil, &AdminError{Status: http.StatusNotFound, Code: "UnknownCommand", Message: fmt.Sprintf("%q is not an azsim command", verb)}
 	}
+	before := s.endpointCount()
 	out, err := f(ctx, s, raw)
-	if err == nil {
-		err = s.writeEndpoints() // verbs may start IMDS endpoints
+	if err == nil && s.endpointCount() != before { // the verb started IMDS or NMI endpoints
+		err = s.writeEndpoints()
 	}
 	return out, err
 }
@@ -135,6 +125,12 @@ func writeAdmin(w http.ResponseWriter, status int, v any) {
 	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) endpointCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.endpoints)
 }
 
 // update runs fn in a store transaction.

@@ -3,7 +3,6 @@ package azsim
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"kvmount.dev/kvmount/internal/httpclient"
@@ -20,12 +19,6 @@ func NewTransport(addr, caPath string) (*http.Transport, error) {
 	}
 	t.Proxy = nil // azsim is on loopback
 	return t, nil
-}
-
-// IsAzsimHost reports whether host is one of azsim's names.
-func IsAzsimHost(host string) bool {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	return host == HostSuffix || strings.HasSuffix(host, "."+HostSuffix)
 }
 
 // HTTPClient returns a client for this server (see NewTransport).

@@ -274,9 +274,6 @@ func (s *Server) CAPath() string { return s.ca.CertPath }
 // TenantID is the cloud's default tenant.
 func (s *Server) TenantID() string { return s.cloud.TenantID }
 
-// SubscriptionID is the cloud's subscription.
-func (s *Server) SubscriptionID() string { return s.cloud.SubscriptionID }
-
 // KeyVault is the data plane, for its request counters.
 func (s *Server) KeyVault() *keyvault.Handler { return s.kv }
 

@@ -78,7 +78,7 @@ func TestFailuresKeepOrCleanUp(t *testing.T) {
 		RotationPollInterval: time.Minute, Now: func() time.Time { return now }})}
 	req := &csipb.NodePublishVolumeRequest{VolumeId: "vol", TargetPath: filepath.Join(dir, "target"), Readonly: true,
 		VolumeCapability: &csipb.VolumeCapability{AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}}},
-		VolumeContext: map[string]string{"secretProviderClass": "spc", "csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "default", "csi.storage.k8s.io/pod.uid": "u"}}
+		VolumeContext:    map[string]string{"secretProviderClass": "spc", "csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "default", "csi.storage.k8s.io/pod.uid": "u"}}
 	defer n.NodeUnpublishVolume(context.Background(), &csipb.NodeUnpublishVolumeRequest{VolumeId: "vol", TargetPath: req.TargetPath})
 	reasons := func() string {
 		list, _ := dyn.Resource(events).Namespace("default").List(context.Background(), metav1.ListOptions{})

@@ -68,9 +68,6 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ports.check(); err != nil {
-		return nil, err
-	}
 	c := &Cluster{cfg: cfg, ports: ports, Server: "https://127.0.0.1:" + strconv.Itoa(ports.APIServer)}
 	if err := c.start(ctx); err != nil {
 		stopErr := c.Stop()
@@ -135,9 +132,6 @@ func (c *Cluster) PIDs() []int {
 	}
 	return pids
 }
-
-// Ports returns the ports the cluster listens on.
-func (c *Cluster) Ports() Ports { return c.ports }
 
 // CAPath is the cluster CA's certificate, trusted by every component.
 func (c *Cluster) CAPath() string { return c.ca.CertPath }

@@ -70,13 +70,15 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// ports derives every port from BasePort. With no BasePort it picks a random
-// base below the kernel's ephemeral range (32768 and up), where outgoing
+// ports derives every port from BasePort and checks that each is free,
+// naming any that is taken. With no BasePort it picks a random free base
+// below the kernel's ephemeral range (32768 and up), where outgoing
 // connections take their source ports: a "free" ephemeral port can be taken
 // by the API server's own connections before a kubelet binds it.
 func (c *Config) ports() (Ports, error) {
 	if c.BasePort != 0 {
-		return portsFrom(c.BasePort, c.Nodes), nil
+		p := portsFrom(c.BasePort, c.Nodes)
+		return p, p.check()
 	}
 	var err error
 	for range 50 {

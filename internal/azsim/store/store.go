@@ -81,15 +81,6 @@ func Put[T any](tx *Tx, bucket, key string, v T) error {
 	return b.Put([]byte(key), data)
 }
 
-// Delete removes the document at key; a missing one is not an error.
-func Delete(tx *Tx, bucket, key string) error {
-	b := tx.tx.Bucket([]byte(bucket))
-	if b == nil {
-		return nil
-	}
-	return b.Delete([]byte(key))
-}
-
 // List returns every document in bucket whose key starts with prefix, in
 // key order.
 func List[T any](tx *Tx, bucket, prefix string) ([]T, error) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -57,7 +58,7 @@ func toStatus(err error, cfg config.Config, who identity.Principal) error {
 func identityStatus(ie *identityError, cfg config.Config) error {
 	msg := ie.err.Error()
 	var nmi *identity.NMIError
-	var af interface{ NonRetriable() }
+	var af *azidentity.AuthenticationFailedError
 	switch {
 	case errors.As(ie.err, &nmi) && nmi.Status == http.StatusNotFound:
 		return status.Errorf(codes.FailedPrecondition, "pod identity: NMI found no identity for pod %s/%s (%s). Label the pod aadpodidbinding: <selector> matching an AzureIdentityBinding in namespace %s (az aks pod-identity add creates one), or use workload identity", cfg.Pod.Namespace, cfg.Pod.Name, nmi.Body, cfg.Pod.Namespace)

@@ -60,7 +60,7 @@ func TestServerSurface(t *testing.T) {
 		t.Errorf("Version = %+v, %v", v, err)
 	}
 	_, _ = e.mount(e.baseParams("objectName: nothere\nobjectType: secret"), nil) // InvalidArgument: no credentials
-	for i := 0; i < 500; i++ { // the HTTP servers start beside the gRPC one
+	for i := 0; i < 500; i++ {                                                   // the HTTP servers start beside the gRPC one
 		if code, _ := getQuiet(health + "/healthz"); code == 200 {
 			break
 		}
