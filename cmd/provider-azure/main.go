@@ -41,7 +41,8 @@ func run(ctx context.Context, args []string) error {
 	fs.Var(&overrides, "host-override", "SUFFIX=HOST:PORT: dial every host under SUFFIX at HOST:PORT (repeatable; private endpoints, azsim)")
 	fs.BoolVar(&cfg.SeparateCertKey, "write-cert-and-key-in-separate-files", false, "also write <file>.crt and <file>.key for certificate-backed secrets")
 	fs.BoolVar(&cfg.ConstructPEMChain, "construct-pem-chain", true, "order certificate chains leaf → intermediates → root")
-	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", 2*time.Minute, "how long a fetched object is shared by mounts of the same identity (0 disables)")
+	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", 2*time.Minute, "rotation epoch of the node cache: set it to the driver's --rotation-poll-interval (0 disables the cache)")
+	fs.StringVar(&cfg.NodeName, "node-name", nodeName(), "this node's name, which offsets the rotation epochs as the driver's --nodeid does (default $KUBE_NODE_NAME, else the host name)")
 	fs.IntVar(&cfg.PerVault, "per-vault-concurrency", 16, "concurrent requests per vault")
 	fs.DurationVar(&cfg.MountTimeout, "mount-timeout", 100*time.Second, "limit of one Mount; keep it under kubelet's 2m")
 	fs.BoolVar(&cfg.JSONLogs, "log-format-json", false, "log JSON instead of text")
@@ -56,6 +57,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.CAFiles, cfg.HostOverrides = caFiles, overrides
 	return provider.Run(ctx, cfg)
+}
+
+func nodeName() string {
+	if n := os.Getenv("KUBE_NODE_NAME"); n != "" {
+		return n
+	}
+	n, _ := os.Hostname()
+	return n
 }
 
 type stringList []string

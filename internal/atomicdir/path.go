@@ -2,6 +2,7 @@ package atomicdir
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -9,7 +10,8 @@ import (
 // not absolute, no empty, "." or ".." element (nor "..", anywhere, as the
 // upstream Azure provider refuses, which also keeps the writer's ..data and
 // ..<timestamp> names free), elements of at most 255 bytes, 4096 in all,
-// no NUL or backslash.
+// no control characters (a newline or tab in a file name breaks every tool
+// that lists the volume) and no backslash.
 func ValidatePath(p string) error {
 	switch {
 	case p == "":
@@ -20,8 +22,8 @@ func ValidatePath(p string) error {
 		return fmt.Errorf("absolute paths are not allowed: use a relative name")
 	case strings.Contains(p, ".."):
 		return fmt.Errorf("'..' is not allowed in file names")
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("NUL is not allowed in file names")
+	case strings.IndexFunc(p, isControl) >= 0:
+		return fmt.Errorf("control characters (newline, tab, CR, NUL, …) are not allowed in file names")
 	case strings.Contains(p, "\\"):
 		return fmt.Errorf("backslashes are not allowed in file names: use / for sub-directories")
 	}
@@ -34,4 +36,40 @@ func ValidatePath(p string) error {
 		}
 	}
 	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// CheckPaths reports the first conflict among a volume's file paths: one
+// written twice, or one that is both a file and another's directory (a and
+// a/b), which no file system can hold.
+func CheckPaths(paths []string) error {
+	seen := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		if seen[p] {
+			return &PathConflictError{Path: p}
+		}
+		seen[p] = true
+	}
+	for _, p := range paths {
+		for dir := path.Dir(p); dir != "." && dir != "/"; dir = path.Dir(dir) {
+			if seen[dir] {
+				return &PathConflictError{Path: dir, Under: p}
+			}
+		}
+	}
+	return nil
+}
+
+// PathConflictError is a path written twice (Under empty) or a file that
+// is also the directory of Under.
+type PathConflictError struct {
+	Path, Under string
+}
+
+func (e *PathConflictError) Error() string {
+	if e.Under == "" {
+		return fmt.Sprintf("file %q is written twice", e.Path)
+	}
+	return fmt.Sprintf("%q is both a file and the directory of %q", e.Path, e.Under)
 }

@@ -96,28 +96,17 @@ func prune(dir string, keep ...string) error {
 }
 
 func check(files []File) error {
-	seen := map[string]bool{}
-	for _, f := range files {
+	paths := make([]string, len(files))
+	for i, f := range files {
 		if err := ValidatePath(f.Path); err != nil {
 			return fmt.Errorf("file %q: %w", f.Path, err)
 		}
-		if seen[f.Path] {
-			return fmt.Errorf("file %q is given twice", f.Path)
-		}
-		seen[f.Path] = true
 		if f.Mode&^os.ModePerm != 0 {
 			return fmt.Errorf("file %q: mode %o has bits beyond the permissions", f.Path, f.Mode)
 		}
+		paths[i] = f.Path
 	}
-	// A file may not also be a directory of another (a and a/b).
-	for p := range seen {
-		for dir := filepath.Dir(p); dir != "."; dir = filepath.Dir(dir) {
-			if seen[dir] {
-				return fmt.Errorf("%q is both a file and a directory", dir)
-			}
-		}
-	}
-	return nil
+	return CheckPaths(paths)
 }
 
 // unchanged reports whether dir's current payload holds exactly files,

@@ -71,8 +71,8 @@ func TestWrite(t *testing.T) {
 		{"mode only", []File{{"a", 0o600, []byte("1")}, {"sub/b", 0o400, []byte("2")}}, true, map[string]string{"a": "1", "sub/b": "2"}, ""},
 		{"content and removal", []File{{"a", 0o600, []byte("new")}}, true, map[string]string{"a": "new"}, ""},
 		{"traversal refused", []File{{"../escape", 0o644, []byte("x")}}, false, map[string]string{"a": "new"}, "'..' is not allowed"},
-		{"file and dir", []File{{"x", 0o644, nil}, {"x/y", 0o644, nil}}, false, map[string]string{"a": "new"}, "both a file and a directory"},
-		{"duplicate", []File{{"x", 0o644, nil}, {"x", 0o644, nil}}, false, map[string]string{"a": "new"}, "given twice"},
+		{"file and dir", []File{{"x", 0o644, nil}, {"x/y", 0o644, nil}}, false, map[string]string{"a": "new"}, "both a file and the directory"},
+		{"duplicate", []File{{"x", 0o644, nil}, {"x", 0o644, nil}}, false, map[string]string{"a": "new"}, "written twice"},
 		{"special bits", []File{{"x", os.ModeSetuid | 0o755, nil}}, false, map[string]string{"a": "new"}, "beyond the permissions"},
 	}
 	for _, s := range steps {

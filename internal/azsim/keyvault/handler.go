@@ -56,9 +56,12 @@ type Stats struct {
 type Handler struct {
 	cfg Config
 
-	mu      sync.Mutex // guards stats and windows
-	stats   map[string]*Stats
-	windows map[string]*window
+	mu    sync.Mutex // guards stats, objectGets and windows
+	stats map[string]*Stats
+	// objectGets counts reads per vault|object name.
+	objectGets map[string]uint64
+	windows    map[string]*window
+	faults     faults
 }
 
 // window is one vault's current 10-second throttling window.
@@ -75,7 +78,7 @@ func New(cfg Config) *Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{cfg: cfg, stats: map[string]*Stats{}, windows: map[string]*window{}}
+	return &Handler{cfg: cfg, stats: map[string]*Stats{}, objectGets: map[string]uint64{}, windows: map[string]*window{}}
 }
 
 // Stats returns a copy of vault's counters.
@@ -93,6 +96,15 @@ func (h *Handler) ResetStats() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stats = map[string]*Stats{}
+	h.objectGets = map[string]uint64{}
+}
+
+// ObjectGets is how many reads of one object (any version, or its version
+// list) reached vault since the last ResetStats.
+func (h *Handler) ObjectGets(vault, object string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.objectGets[strings.ToLower(vault)+"|"+strings.ToLower(object)]
 }
 
 // VaultFromHost returns the vault named by a request host, if the host is
@@ -153,11 +165,17 @@ func (h *Handler) serve(r *http.Request, name string) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := h.fault(r.Context(), name, op.name); err != nil {
+		return 0, nil, err
+	}
 	if op.read {
 		if err := h.throttle(name); err != nil {
 			return 0, nil, err
 		}
 		h.count(name, func(s *Stats) { s.Gets++ })
+		h.mu.Lock()
+		h.objectGets[name+"|"+strings.ToLower(op.name)]++
+		h.mu.Unlock()
 	}
 	if err := h.authorize(v, c, op.kind, op.perm, op.name); err != nil {
 		return 0, nil, err

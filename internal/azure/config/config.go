@@ -99,6 +99,9 @@ var (
 	vaultNameRE  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
 	objectNameRE = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
 	versionRE    = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+	// tenantRE is what Entra ID (and azidentity) accept as a tenant: an ID
+	// or a domain, which become a path element of the authority URL.
+	tenantRE = regexp.MustCompile(`^[0-9a-zA-Z][0-9a-zA-Z.-]{0,252}$`)
 )
 
 // Parse builds a Config from a Mount request's JSON strings.
@@ -181,6 +184,9 @@ func (c *Config) parseVault(a, _ map[string]string, _ Defaults) error {
 	}
 	if c.TenantID == "" {
 		return &Error{Field: "tenantId", Msg: "tenantId is not provided: set it to the key vault's tenant ID (az account show --query tenantId -o tsv)"}
+	}
+	if !tenantRE.MatchString(c.TenantID) {
+		return &Error{Field: "tenantId", Msg: fmt.Sprintf("%q is not a tenant: use the tenant's ID (a GUID) or domain name (letters, digits, '-' and '.'); az account show --query tenantId -o tsv prints it", c.TenantID)}
 	}
 	return nil
 }

@@ -1,12 +1,15 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kvmount.dev/kvmount/internal/atomicdir"
 )
 
 // attrs builds a Mount request's attributes JSON from a base that is
@@ -95,10 +98,21 @@ func TestParseObjectsFields(t *testing.T) {
 	}
 }
 
+// saToken is a JWT-shaped service-account token for subject sub (unsigned:
+// the provider does not verify it, Entra ID does).
+func saToken(sub string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"`+sub+`"}`)) + ".c2ln"
+}
+
+func tokensAttr(tok string) string {
+	return `{"api://AzureADTokenExchange":{"token":"` + tok + `","expirationTimestamp":"2030-01-01T00:00:00Z"}}`
+}
+
 func TestParseIdentityModes(t *testing.T) {
-	wi := `{"api://AzureADTokenExchange":{"token":"eyJ.wi.token","expirationTimestamp":"2030-01-01T00:00:00Z"}}`
-	c, err := Parse(attrs(map[string]string{"useVMManagedIdentity": "", "clientID": "cid", "csi.storage.k8s.io/serviceAccount.tokens": wi}), "", "", Defaults{})
-	if err != nil || c.Mode != ModeWorkloadIdentity || c.ServiceAccountToken != "eyJ.wi.token" {
+	tok := saToken("system:serviceaccount:ns:app")
+	c, err := Parse(attrs(map[string]string{"useVMManagedIdentity": "", "clientID": "cid", "csi.storage.k8s.io/serviceAccount.tokens": tokensAttr(tok)}), "", "", Defaults{})
+	if err != nil || c.Mode != ModeWorkloadIdentity || c.ServiceAccountToken != tok {
 		t.Fatalf("workload identity: %+v %v", c, err)
 	}
 	c, err = Parse(attrs(map[string]string{"useVMManagedIdentity": ""}), `{"ClientID":"a","CLIENTSECRET":"b"}`, "", Defaults{})
@@ -170,6 +184,15 @@ func TestParseRefuses(t *testing.T) {
 		{"no pod name", map[string]string{"csi.storage.k8s.io/pod.name": ""}, "", "", "podInfoOnMount"},
 		{"identity binding", map[string]string{"useVMManagedIdentity": "", "useAzureTokenProxy": "true"}, "", "", "workload identity instead"},
 		{"bad driver permission", nil, "", `"abc"`, "is not a number"},
+		{"file and directory", map[string]string{"objects": objects("objectName: a\nobjectType: secret", "objectName: b\nobjectType: secret\nobjectAlias: a/b")}, "", "", `but objects[0] (secret/a) writes the file "a"`},
+		{"history dir and alias", map[string]string{"objects": objects("objectName: h\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: h")}, "", "", `so it cannot also be a directory`},
+		{"newline in alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: \"a\\nb\"")}, "", "", "control characters"},
+		{"tab in alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: \"a\\tb\"")}, "", "", "control characters"},
+		{"carriage return in alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: \"a\\rb\"")}, "", "", "control characters"},
+		{"tenant traversal", map[string]string{"tenantId": "../../evil"}, "", "", "is not a tenant"},
+		{"tenant with slash", map[string]string{"tenantId": "a/b"}, "", "", "is not a tenant"},
+		{"token not a JWT", map[string]string{"useVMManagedIdentity": "", "clientID": "c", "csi.storage.k8s.io/serviceAccount.tokens": tokensAttr("not-a-jwt")}, "", "", "is not a JWT with a subject"},
+		{"token without subject", map[string]string{"useVMManagedIdentity": "", "clientID": "c", "csi.storage.k8s.io/serviceAccount.tokens": tokensAttr("e30.e30.c2ln")}, "", "", "is not a JWT with a subject"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,14 +225,17 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		seen := map[string]bool{}
+		var all []string
 		for _, o := range c.Objects {
 			for _, p := range o.Files() {
-				if ValidatePath(p) != nil || seen[p] {
-					t.Fatalf("accepted bad or duplicate path %q", p)
+				if ValidatePath(p) != nil {
+					t.Fatalf("accepted bad path %q", p)
 				}
-				seen[p] = true
+				all = append(all, p)
 			}
+		}
+		if err := atomicdir.CheckPaths(all); err != nil {
+			t.Fatalf("accepted files that cannot all exist: %v", err)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -112,6 +113,9 @@ func (c *Config) parseWorkloadIdentity(a map[string]string) error {
 	if !ok || t.Token == "" {
 		return missing
 	}
+	if !jwtWithSubject(t.Token) {
+		return &Error{Field: "csi.storage.k8s.io/serviceAccount.tokens", Msg: fmt.Sprintf("the service-account token for %s is not a JWT with a subject: it must come from kubelet's tokenRequests on the secrets-store.csi.k8s.io CSIDriver, not from volumeAttributes", WorkloadIdentityAudience)}
+	}
 	c.ServiceAccountToken = t.Token
 	return nil
 }
@@ -136,4 +140,21 @@ func (c *Config) parseServicePrincipal(secrets map[string]string) error {
 		return &Error{Field: "nodePublishSecretRef", Msg: "the nodePublishSecretRef Secret has no clientsecret key: " + fix}
 	}
 	return nil
+}
+
+// jwtWithSubject reports whether tok is a JWT whose payload names a
+// subject. It verifies nothing: Entra ID does that.
+func jwtWithSubject(tok string) bool {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return false
+	}
+	var claims struct {
+		Subject string `json:"sub"`
+	}
+	return json.Unmarshal(b, &claims) == nil && claims.Subject != ""
 }

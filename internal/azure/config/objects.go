@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -94,21 +95,49 @@ func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
 	if len(arr.Array) > maxObjects {
 		return &Error{Field: "objects", Msg: fmt.Sprintf("%d objects; the limit is %d per class", len(arr.Array), maxObjects)}
 	}
-	files := map[string]string{}
+	owner := map[string]int{}
+	var paths []string
 	for i, entry := range arr.Array {
 		o, err := c.parseObject(i, entry)
 		if err != nil {
 			return err
 		}
 		for _, f := range o.Files() {
-			if prev, dup := files[f]; dup {
-				return &Error{Field: "objects", Object: strconv.Itoa(i), Msg: fmt.Sprintf("file %q is also written by %s: give one of them a different objectAlias", f, prev)}
+			if _, dup := owner[f]; !dup {
+				owner[f] = i
 			}
-			files[f] = fmt.Sprintf("objects[%d] (%s)", i, o.ID())
+			paths = append(paths, f)
 		}
 		c.Objects = append(c.Objects, o)
 	}
+	return c.checkFiles(paths, owner)
+}
+
+// checkFiles refuses a class whose objects' files cannot all exist: one
+// written twice, or a file that is also another's directory (objectAlias a
+// and a/b; a version-history directory and an alias of the same name).
+func (c *Config) checkFiles(paths []string, owner map[string]int) error {
+	var pc *atomicdir.PathConflictError
+	if err := atomicdir.CheckPaths(paths); errors.As(err, &pc) {
+		first := owner[pc.Path]
+		by := func(i int) string { return fmt.Sprintf("objects[%d] (%s)", i, c.Objects[i].ID()) }
+		if pc.Under == "" {
+			second := lastOwner(c.Objects, pc.Path, first)
+			return &Error{Field: "objects", Object: strconv.Itoa(second), Msg: fmt.Sprintf("file %q is also written by %s: give one of them a different objectAlias", pc.Path, by(first))}
+		}
+		return &Error{Field: "objects", Object: strconv.Itoa(owner[pc.Under]), Msg: fmt.Sprintf("writes %q, but %s writes the file %q, so it cannot also be a directory: give one of them a different objectAlias", pc.Under, by(first), pc.Path)}
+	}
 	return nil
+}
+
+// lastOwner is the last object other than first that writes path.
+func lastOwner(objs []Object, path string, first int) int {
+	for i := len(objs) - 1; i >= 0; i-- {
+		if i != first && slices.Contains(objs[i].Files(), path) {
+			return i
+		}
+	}
+	return first
 }
 
 func (c *Config) parseObject(i int, entry string) (Object, error) {

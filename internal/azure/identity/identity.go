@@ -1,14 +1,22 @@
 // Package identity gives each mount a token credential for its identity
-// mode, long-lived and shared by every mount of the same principal, so that
-// tokens (and, through the SDK clients built on them, Key Vault challenges)
-// are cached across mounts instead of fetched per mount as upstream does.
+// mode. Credentials that only prove who the caller is (VM managed identity,
+// workload identity, service principal) are long-lived and shared by every
+// mount of the same principal, so tokens are cached across mounts instead
+// of fetched per mount as upstream does; concurrent identical token
+// requests are coalesced, and IMDS is kept under its limits.
+//
+// Pod identity is different: NMI's answer is also an authorization
+// decision (is this pod still bound to an identity?), which changes when a
+// label or an AzureIdentityBinding does. So a pod-identity credential is
+// made per mount and asks NMI every time; NMI itself caches tokens.
 //
 // Credentials are keyed by everything that decides which principal they
-// authenticate: a pod for pod identity, the IMDS identity for VM managed
-// identity, (authority, tenant, client, service account) for workload
-// identity, (authority, tenant, client, secret hash) for a service
-// principal. Two mounts share a credential only when they would present the
-// same proof of identity.
+// authenticate: the IMDS identity for VM managed identity, (authority,
+// tenant, client, service account) for workload identity, (authority,
+// tenant, client, secret hash) for a service principal. Two mounts share a
+// credential only when they would present the same proof of identity. The
+// store is bounded (size and idle time), so service accounts and secrets
+// seen once do not stay in memory.
 package identity
 
 import (
@@ -19,7 +27,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +37,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"kvmount.dev/kvmount/internal/azure/config"
+	"kvmount.dev/kvmount/internal/lru"
 )
 
 // Options configure where identities come from.
@@ -43,32 +51,42 @@ type Options struct {
 	HTTPClient *http.Client
 	// IdleTTL drops credentials unused this long (default 1 h).
 	IdleTTL time.Duration
-	Now     func() time.Time
+	// MaxCredentials bounds the credentials kept (default 4096).
+	MaxCredentials int
+	Now            func() time.Time
 }
 
-// Source hands out shared credentials.
+// Source hands out credentials.
 type Source struct {
-	opts Options
-
-	mu    sync.Mutex // guards creds
-	creds map[string]*entry
+	opts  Options
+	creds *lru.Cache[string, *entry]
+	imds  *http.Client
 }
 
 type entry struct {
-	cred     azcore.TokenCredential
-	lastUsed time.Time
+	cred azcore.TokenCredential
 	// assertion holds the newest service-account token of a workload
 	// identity; the credential reads it whenever it needs a new token.
 	assertion *assertion
+	endpoint  string
 }
+
+// defaultIMDS is where the Azure SDK sends IMDS requests.
+const defaultIMDS = "http://169.254.169.254"
 
 // NewSource returns a Source with opts.
 func NewSource(opts Options) *Source {
 	if opts.NMIEndpoint == "" {
 		opts.NMIEndpoint = "http://localhost:2579"
 	}
+	if opts.IMDSEndpoint == "" {
+		opts.IMDSEndpoint = defaultIMDS
+	}
 	if opts.IdleTTL == 0 {
 		opts.IdleTTL = time.Hour
+	}
+	if opts.MaxCredentials == 0 {
+		opts.MaxCredentials = 4096
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -76,48 +94,43 @@ func NewSource(opts Options) *Source {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = http.DefaultClient
 	}
-	return &Source{opts: opts, creds: map[string]*entry{}}
+	s := &Source{opts: opts, creds: lru.New[string, *entry](opts.MaxCredentials, opts.IdleTTL, opts.Now)}
+	s.imds = newIMDSClient(opts.IMDSEndpoint, opts.HTTPClient.Transport)
+	return s
 }
 
 // Credential is a mount's credential and the key it is shared under.
 type Credential struct {
 	azcore.TokenCredential
-	// Key identifies the credential; SDK clients are shared by key.
+	// Key identifies the credential.
 	Key string
+	// Endpoint is where its tokens come from (NMI, IMDS or the Entra
+	// authority), for error messages.
+	Endpoint string
 }
 
-// For returns the credential for cfg's identity, creating it once.
+// For returns the credential for cfg's identity.
 func (s *Source) For(cfg config.Config) (Credential, error) {
 	key, err := credentialKey(cfg)
 	if err != nil {
 		return Credential{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sweep()
-	e, ok := s.creds[key]
-	if !ok {
-		if e, err = s.newEntry(cfg); err != nil {
-			return Credential{}, err
-		}
-		s.creds[key] = e
+	if cfg.Mode == config.ModePodIdentity {
+		nmi := &nmiCredential{endpoint: s.opts.NMIEndpoint, pod: cfg.Pod, client: s.opts.HTTPClient}
+		return Credential{TokenCredential: nmi, Key: key, Endpoint: s.opts.NMIEndpoint}, nil
 	}
-	e.lastUsed = s.opts.Now()
+	e, err := s.creds.GetOrAdd(key, func() (*entry, error) { return s.newEntry(cfg) })
+	if err != nil {
+		return Credential{}, err
+	}
 	if e.assertion != nil {
 		e.assertion.set(cfg.ServiceAccountToken)
 	}
-	return Credential{TokenCredential: e.cred, Key: key}, nil
+	return Credential{TokenCredential: e.cred, Key: key, Endpoint: e.endpoint}, nil
 }
 
-// sweep drops idle credentials; s.mu is held.
-func (s *Source) sweep() {
-	now := s.opts.Now()
-	for k, e := range s.creds {
-		if now.Sub(e.lastUsed) > s.opts.IdleTTL {
-			delete(s.creds, k)
-		}
-	}
-}
+// Len is the number of credentials kept.
+func (s *Source) Len() int { return s.creds.Len() }
 
 // credentialKey names the principal a config authenticates as.
 func credentialKey(cfg config.Config) (string, error) {
@@ -143,25 +156,26 @@ func credentialKey(cfg config.Config) (string, error) {
 var errUnknownMode = fmt.Errorf("unknown identity mode")
 
 func (s *Source) newEntry(cfg config.Config) (*entry, error) {
+	authority := strings.TrimSuffix(cfg.Cloud.AuthorityHost, "/") + "/" + cfg.TenantID
 	switch cfg.Mode {
-	case config.ModePodIdentity:
-		return &entry{cred: &nmiCredential{endpoint: s.opts.NMIEndpoint, pod: cfg.Pod, client: s.opts.HTTPClient, now: s.opts.Now}}, nil
 	case config.ModeVMManagedIdentity:
-		return s.managedIdentity(cfg)
+		cred, err := s.managedIdentity(cfg)
+		return &entry{cred: coalesce(cred), endpoint: s.opts.IMDSEndpoint}, err
 	case config.ModeWorkloadIdentity:
 		a := &assertion{}
 		a.set(cfg.ServiceAccountToken)
 		opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: !knownAuthority(cfg)}
 		cred, err := azidentity.NewClientAssertionCredential(cfg.TenantID, cfg.ClientID, a.get, opts)
-		return &entry{cred: cred, assertion: a}, err
-	default:
+		return &entry{cred: coalesce(cred), assertion: a, endpoint: authority}, err
+	case config.ModeServicePrincipal:
 		opts := &azidentity.ClientSecretCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: !knownAuthority(cfg)}
 		cred, err := azidentity.NewClientSecretCredential(cfg.TenantID, cfg.SPClientID, cfg.SPClientSecret, opts)
-		return &entry{cred: cred}, err
+		return &entry{cred: coalesce(cred), endpoint: authority}, err
 	}
+	return nil, fmt.Errorf("identity mode %d: %w", cfg.Mode, errUnknownMode)
 }
 
-func (s *Source) managedIdentity(cfg config.Config) (*entry, error) {
+func (s *Source) managedIdentity(cfg config.Config) (azcore.TokenCredential, error) {
 	opts := &azidentity.ManagedIdentityCredentialOptions{}
 	if id := cfg.UserAssignedIdentityID; id != "" {
 		if strings.HasPrefix(strings.ToLower(id), "/subscriptions/") {
@@ -170,12 +184,12 @@ func (s *Source) managedIdentity(cfg config.Config) (*entry, error) {
 			opts.ID = azidentity.ClientID(id)
 		}
 	}
-	opts.Transport = s.imdsClient()
+	opts.Transport = s.imds
 	// IMDS answers identity errors with a 400 at once; the retries are for
-	// its transient 404/410/429/5xx, kept well inside kubelet's deadline.
-	opts.Retry = policy.RetryOptions{MaxRetries: 3, RetryDelay: time.Second, MaxRetryDelay: 8 * time.Second}
-	cred, err := azidentity.NewManagedIdentityCredential(opts)
-	return &entry{cred: cred}, err
+	// its transient 404/410/429/5xx, kept well inside kubelet's deadline,
+	// and a hanging IMDS is given up on per try.
+	opts.Retry = policy.RetryOptions{MaxRetries: 3, RetryDelay: time.Second, MaxRetryDelay: 8 * time.Second, TryTimeout: 10 * time.Second}
+	return azidentity.NewManagedIdentityCredential(opts)
 }
 
 func (s *Source) clientOptions(cfg config.Config) azcore.ClientOptions {
@@ -195,39 +209,6 @@ func knownAuthority(cfg config.Config) bool {
 		return true
 	}
 	return false
-}
-
-// imdsDefaultHost is where the Azure SDK sends IMDS requests.
-const imdsDefaultHost = "169.254.169.254"
-
-// imdsClient sends the SDK's IMDS requests to Options.IMDSEndpoint, so that
-// the endpoint is a flag and nothing is hard-wired to the link-local address.
-func (s *Source) imdsClient() *http.Client {
-	target, err := url.Parse(s.opts.IMDSEndpoint)
-	if s.opts.IMDSEndpoint == "" || err != nil || target.Host == imdsDefaultHost {
-		return s.opts.HTTPClient
-	}
-	base := s.opts.HTTPClient.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return &http.Client{Transport: redirect{host: imdsDefaultHost, target: target, base: base}}
-}
-
-// redirect rewrites requests for host to target.
-type redirect struct {
-	host   string
-	target *url.URL
-	base   http.RoundTripper
-}
-
-func (r redirect) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Hostname() != r.host {
-		return r.base.RoundTrip(req)
-	}
-	req = req.Clone(req.Context())
-	req.URL.Scheme, req.URL.Host, req.Host = r.target.Scheme, r.target.Host, r.target.Host
-	return r.base.RoundTrip(req)
 }
 
 // tokenSubject reads the sub claim of a service-account token without

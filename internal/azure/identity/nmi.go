@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -30,15 +29,12 @@ func (e *NMIError) Error() string {
 }
 
 // nmiCredential gets a pod's token from NMI's /host/token/, as upstream
-// does, and caches it until five minutes before it expires.
+// does, on every call: NMI's answer is the binding decision, and it caches
+// tokens itself. One is made per mount (Source.For).
 type nmiCredential struct {
 	endpoint string
 	pod      config.Pod
 	client   *http.Client
-	now      func() time.Time
-
-	mu    sync.Mutex // guards cache
-	cache map[string]azcore.AccessToken
 }
 
 // GetToken implements azcore.TokenCredential.
@@ -46,24 +42,7 @@ func (c *nmiCredential) GetToken(ctx context.Context, opts policy.TokenRequestOp
 	if len(opts.Scopes) != 1 {
 		return azcore.AccessToken{}, fmt.Errorf("pod identity: want one scope, got %d", len(opts.Scopes))
 	}
-	resource := strings.TrimSuffix(opts.Scopes[0], "/.default")
-	c.mu.Lock()
-	tok, ok := c.cache[resource]
-	c.mu.Unlock()
-	if ok && tok.ExpiresOn.Sub(c.now()) > 5*time.Minute {
-		return tok, nil
-	}
-	tok, err := c.fetch(ctx, resource)
-	if err != nil {
-		return tok, err
-	}
-	c.mu.Lock()
-	if c.cache == nil {
-		c.cache = map[string]azcore.AccessToken{}
-	}
-	c.cache[resource] = tok
-	c.mu.Unlock()
-	return tok, nil
+	return c.fetch(ctx, strings.TrimSuffix(opts.Scopes[0], "/.default"))
 }
 
 // nmiResponse is /host/token/'s answer; numbers come as strings or numbers.
@@ -99,7 +78,7 @@ func (c *nmiCredential) fetch(ctx context.Context, resource string) (azcore.Acce
 	}
 	exp, err := strconv.ParseInt(r.Token.ExpiresOn.String(), 10, 64)
 	if err != nil {
-		exp = c.now().Add(-time.Hour).Unix() // unknown expiry: use once, never cache
+		exp = time.Now().Add(-time.Hour).Unix() // unknown expiry: use once
 	}
 	return azcore.AccessToken{Token: r.Token.AccessToken, ExpiresOn: time.Unix(exp, 0)}, nil
 }

@@ -1,10 +1,11 @@
 // Package keyvault fetches a mount's objects from Azure Key Vault and
-// renders them as files. It is built for many pods per node: one long-lived
-// SDK client per (vault, credential), so tokens and Key Vault's challenge are
+// renders them as files. It is built for many pods per node: long-lived SDK
+// clients per (vault, principal), so tokens and Key Vault's challenge are
 // cached; a mount's objects fetched in parallel with a bound per vault;
-// identical in-flight reads coalesced across mounts; and a short-lived
-// node-level cache keyed by principal, consulted only after the mount's own
-// identity produced a token for that principal.
+// identical reads in flight coalesced across mounts, on their own context
+// (package flight);
+// one throttle state per vault honoured by every mount; and a node cache
+// that serves rotations only, one poll interval at a time (cache.go).
 package keyvault
 
 import (
@@ -19,34 +20,37 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
-	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
-	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
-	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/singleflight"
-
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
+	"kvmount.dev/kvmount/internal/epoch"
+	"kvmount.dev/kvmount/internal/flight"
+	"kvmount.dev/kvmount/internal/lru"
 )
 
 // Options tune the fetcher.
 type Options struct {
 	// HTTPClient carries Key Vault traffic.
 	HTTPClient *http.Client
-	// CacheTTL is how long a fetched object version is served to other
-	// mounts of the same principal; zero disables the cache.
-	CacheTTL time.Duration
+	// Epochs are the node cache's: an object read in an epoch (one
+	// rotation poll interval) is served to rotations of the same principal
+	// in that epoch only. A zero period disables the cache.
+	Epochs epoch.Clock
 	// PerVault bounds concurrent requests to one vault (default 16).
 	PerVault int
+	// ReadTimeout bounds one shared read (default 60 s).
+	ReadTimeout time.Duration
+	// MaxClients bounds the SDK clients kept (default 1024); idle ones
+	// leave after an hour.
+	MaxClients int
 	// SeparateCertKey also writes <file>.crt and <file>.key for
 	// certificate-backed secrets (--write-cert-and-key-in-separate-files).
 	SeparateCertKey bool
 	// KeepPEMOrder writes a certificate's chain in Key Vault's order
 	// instead of leaf → intermediates → root (--construct-pem-chain=false).
 	KeepPEMOrder bool
-	Now          func() time.Time
+	// UserAgent is appended to the SDK's User-Agent (--custom-user-agent).
+	UserAgent string
+	Now       func() time.Time
 }
 
 // Stats are the fetcher's counters, for metrics and benchmarks.
@@ -64,23 +68,13 @@ type Fetcher struct {
 	opts  Options
 	Stats Stats
 
-	group singleflight.Group
+	flights *flight.Group[any]
+	cache   *epochCache
+	clients *lru.Cache[string, *clients]
+	gates   gates
 
-	mu      sync.Mutex // guards clients, sems, cache
-	clients map[string]*clients
-	sems    map[string]chan struct{}
-	cache   map[string]cached
-}
-
-type clients struct {
-	secrets *azsecrets.Client
-	keys    *azkeys.Client
-	certs   *azcertificates.Client
-}
-
-type cached struct {
-	value   any // raw or []raw (version lists)
-	expires time.Time
+	mu   sync.Mutex // guards sems
+	sems map[string]chan struct{}
 }
 
 // New returns a Fetcher.
@@ -88,23 +82,38 @@ func New(opts Options) *Fetcher {
 	if opts.PerVault == 0 {
 		opts.PerVault = 16
 	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = 60 * time.Second
+	}
+	if opts.MaxClients == 0 {
+		opts.MaxClients = 1024
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = http.DefaultClient
 	}
-	return &Fetcher{opts: opts, clients: map[string]*clients{}, sems: map[string]chan struct{}{}, cache: map[string]cached{}}
+	f := &Fetcher{opts: opts, cache: newEpochCache(opts.Epochs),
+		clients: lru.New[string, *clients](opts.MaxClients, time.Hour, opts.Now),
+		gates:   gates{m: map[string]*gate{}}, sems: map[string]chan struct{}{}}
+	f.flights = &flight.Group[any]{Timeout: opts.ReadTimeout, OnJoin: func() { f.Stats.Coalesced.Add(1) }}
+	return f
 }
 
 // Request is one mount's fetch.
 type Request struct {
 	VaultURL string
 	Cred     identity.Credential
-	// Principal is who the mount's own token says it is; the cache is
-	// keyed by it.
+	// Principal is who the mount's own token says it is; clients and the
+	// cache are keyed by it.
 	Principal identity.Principal
 	Objects   []config.Object
+	// Republish is a rotation of a mounted volume (the driver sent its
+	// current object versions): only then may the node cache serve it. A
+	// first mount always reads Key Vault, so a new pod never gets an older
+	// version than Key Vault has.
+	Republish bool
 }
 
 // File is one file to write.
@@ -132,34 +141,58 @@ func (e *ObjectError) Error() string {
 
 func (e *ObjectError) Unwrap() error { return e.Err }
 
+// MountError is every object of a mount that failed, in the class's order.
+type MountError struct {
+	Objects []*ObjectError
+}
+
+func (e *MountError) Error() string {
+	parts := make([]string, len(e.Objects))
+	for i, oe := range e.Objects {
+		parts[i] = oe.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Unwrap exposes each object's error to errors.Is and errors.As.
+func (e *MountError) Unwrap() []error {
+	out := make([]error, len(e.Objects))
+	for i, oe := range e.Objects {
+		out[i] = oe
+	}
+	return out
+}
+
 // Fetch gets every object of the request, in parallel, and renders the
-// files. Any object's failure fails the mount, as upstream does.
+// files. Every object is tried, so that a failure reports each object that
+// failed, not just the first; any failure fails the mount, as upstream.
 func (f *Fetcher) Fetch(ctx context.Context, req Request) ([]File, []Version, error) {
 	c, err := f.clientsFor(req)
 	if err != nil {
 		return nil, nil, err
 	}
+	ctx = withCredential(ctx, req.Cred)
 	files := make([][]File, len(req.Objects))
 	versions := make([][]Version, len(req.Objects))
-	g, ctx := errgroup.WithContext(ctx)
+	errs := make([]error, len(req.Objects))
+	var wg sync.WaitGroup
 	for i, o := range req.Objects {
-		g.Go(func() error {
-			var err error
-			files[i], versions[i], err = f.object(ctx, req, c, o)
-			if err != nil {
-				return &ObjectError{Object: o, Vault: req.VaultURL, Err: err}
-			}
-			return nil
-		})
+		wg.Go(func() { files[i], versions[i], errs[i] = f.object(ctx, req, c, o) })
 	}
-	if err := g.Wait(); err != nil {
-		return nil, nil, err
-	}
+	wg.Wait()
+	var me MountError
 	var allFiles []File
 	var allVersions []Version
-	for i := range files {
+	for i, o := range req.Objects {
+		if errs[i] != nil {
+			me.Objects = append(me.Objects, &ObjectError{Object: o, Vault: req.VaultURL, Err: errs[i]})
+			continue
+		}
 		allFiles = append(allFiles, files[i]...)
 		allVersions = append(allVersions, versions[i]...)
+	}
+	if len(me.Objects) > 0 {
+		return nil, nil, &me
 	}
 	return allFiles, allVersions, nil
 }
@@ -207,65 +240,39 @@ func (f *Fetcher) files(o config.Object, path string, r raw) ([]File, error) {
 	return files, nil
 }
 
-// read returns one object version: from the cache, from an identical read
-// in flight, or from Key Vault.
+// read returns one object version: from the node cache (rotations only),
+// from an identical read in flight, or from Key Vault.
 func (f *Fetcher) read(ctx context.Context, req Request, c *clients, o config.Object, version string) (raw, error) {
 	key := strings.Join([]string{req.Principal.String(), req.VaultURL, o.Type, strings.ToLower(o.Name), strings.ToLower(version)}, "|")
-	v, err := f.cached(ctx, key, req.VaultURL, func(ctx context.Context) (any, error) { return get(ctx, c, o, version) })
+	v, err := f.load(ctx, req, key, func(ctx context.Context) (any, error) { return get(ctx, c, o, version) })
 	if err != nil {
 		return raw{}, err
 	}
 	return v.(raw), nil
 }
 
-// cached runs fetch once for key among concurrent callers and keeps its
-// result for CacheTTL.
-func (f *Fetcher) cached(ctx context.Context, key, vault string, fetch func(context.Context) (any, error)) (any, error) {
-	now := f.opts.Now()
-	f.mu.Lock()
-	if e, ok := f.cache[key]; ok && now.Before(e.expires) {
-		f.mu.Unlock()
-		f.Stats.CacheHits.Add(1)
-		return e.value, nil
+// load serves key from the cache when the request may use it, else reads
+// it once among concurrent callers and stores the result for this epoch.
+func (f *Fetcher) load(ctx context.Context, req Request, key string, fetch func(context.Context) (any, error)) (any, error) {
+	if req.Republish {
+		if v, ok := f.cache.get(key, f.opts.Now()); ok {
+			f.Stats.CacheHits.Add(1)
+			return v, nil
+		}
 	}
-	f.mu.Unlock()
-	v, err, shared := f.group.Do(key, func() (any, error) {
-		if err := f.acquire(ctx, vault); err != nil {
+	return f.flights.Do(ctx, key, func(ctx context.Context) (any, error) {
+		if err := f.acquire(ctx, req.VaultURL); err != nil {
 			return nil, err
 		}
-		defer f.release(vault)
+		defer f.release(req.VaultURL)
+		started := f.opts.Now()
 		f.Stats.Requests.Add(1)
 		v, err := fetch(ctx)
-		if err == nil && f.opts.CacheTTL > 0 {
-			f.store(key, v)
+		if err == nil {
+			f.cache.put(key, v, started, f.opts.Now())
 		}
 		return v, err
 	})
-	if shared {
-		f.Stats.Coalesced.Add(1)
-	}
-	return v, err
-}
-
-// maxCache bounds the node cache; past it, expired entries are dropped
-// and, if that is not enough, the whole cache.
-const maxCache = 50000
-
-func (f *Fetcher) store(key string, v any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.opts.Now()
-	if len(f.cache) >= maxCache {
-		for k, e := range f.cache {
-			if now.After(e.expires) {
-				delete(f.cache, k)
-			}
-		}
-		if len(f.cache) >= maxCache {
-			f.cache = map[string]cached{}
-		}
-	}
-	f.cache[key] = cached{value: v, expires: now.Add(f.opts.CacheTTL)}
 }
 
 func (f *Fetcher) acquire(ctx context.Context, vault string) error {
@@ -289,35 +296,6 @@ func (f *Fetcher) release(vault string) {
 	sem := f.sems[vault]
 	f.mu.Unlock()
 	<-sem
-}
-
-// clientsFor returns the long-lived SDK clients of (vault, credential).
-func (f *Fetcher) clientsFor(req Request) (*clients, error) {
-	key := req.VaultURL + "|" + req.Cred.Key
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if c, ok := f.clients[key]; ok {
-		return c, nil
-	}
-	opts := azcore.ClientOptions{Transport: f.opts.HTTPClient}
-	// Retries honour Retry-After (429) and back off with jitter, bounded
-	// so that a mount ends well inside kubelet's two-minute deadline.
-	opts.Retry = policy.RetryOptions{MaxRetries: 4, RetryDelay: 400 * time.Millisecond, MaxRetryDelay: 15 * time.Second, TryTimeout: 20 * time.Second}
-	s, err := azsecrets.NewClient(req.VaultURL, req.Cred, &azsecrets.ClientOptions{ClientOptions: opts})
-	if err != nil {
-		return nil, err
-	}
-	k, err := azkeys.NewClient(req.VaultURL, req.Cred, &azkeys.ClientOptions{ClientOptions: opts})
-	if err != nil {
-		return nil, err
-	}
-	ce, err := azcertificates.NewClient(req.VaultURL, req.Cred, &azcertificates.ClientOptions{ClientOptions: opts})
-	if err != nil {
-		return nil, err
-	}
-	c := &clients{secrets: s, keys: k, certs: ce}
-	f.clients[key] = c
-	return c, nil
 }
 
 // errNilField is Key Vault returning a response without a field it always

@@ -6,6 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
 	"kvmount.dev/kvmount/internal/azure/config"
 )
 
@@ -65,7 +70,7 @@ type versionInfo struct {
 // cached and coalesced like object reads.
 func (f *Fetcher) history(ctx context.Context, req Request, c *clients, o config.Object) ([]string, error) {
 	key := strings.Join([]string{req.Principal.String(), req.VaultURL, o.Type, strings.ToLower(o.Name), "versions"}, "|")
-	v, err := f.cached(ctx, key, req.VaultURL, func(ctx context.Context) (any, error) { return listVersions(ctx, c, o) })
+	v, err := f.load(ctx, req, key, func(ctx context.Context) (any, error) { return listVersions(ctx, c, o) })
 	if err != nil {
 		return nil, err
 	}
@@ -98,54 +103,56 @@ func (f *Fetcher) history(ctx context.Context, req Request, c *clients, o config
 }
 
 func listVersions(ctx context.Context, c *clients, o config.Object) (any, error) {
-	var out []versionInfo
-	add := func(version string, enabled *bool, created *time.Time) {
-		vi := versionInfo{version: version, enabled: enabled == nil || *enabled}
-		if created != nil {
-			vi.created = *created
-		}
-		out = append(out, vi)
-	}
 	switch o.Type {
 	case config.TypeSecret:
-		p := c.secrets.NewListSecretPropertiesVersionsPager(o.Name, nil)
-		for p.More() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, err
-			}
-			for _, it := range page.Value {
+		return pages(ctx, c.secrets.NewListSecretPropertiesVersionsPager(o.Name, nil), func(p azsecrets.ListSecretPropertiesVersionsResponse) []versionInfo {
+			var out []versionInfo
+			for _, it := range p.Value {
 				if it.ID != nil && it.Attributes != nil {
-					add(it.ID.Version(), it.Attributes.Enabled, it.Attributes.Created)
+					out = append(out, newVersionInfo(it.ID.Version(), it.Attributes.Enabled, it.Attributes.Created))
 				}
 			}
-		}
+			return out
+		})
 	case config.TypeKey:
-		p := c.keys.NewListKeyPropertiesVersionsPager(o.Name, nil)
-		for p.More() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, err
-			}
-			for _, it := range page.Value {
+		return pages(ctx, c.keys.NewListKeyPropertiesVersionsPager(o.Name, nil), func(p azkeys.ListKeyPropertiesVersionsResponse) []versionInfo {
+			var out []versionInfo
+			for _, it := range p.Value {
 				if it.KID != nil && it.Attributes != nil {
-					add(it.KID.Version(), it.Attributes.Enabled, it.Attributes.Created)
+					out = append(out, newVersionInfo(it.KID.Version(), it.Attributes.Enabled, it.Attributes.Created))
 				}
 			}
-		}
-	default:
-		p := c.certs.NewListCertificatePropertiesVersionsPager(o.Name, nil)
-		for p.More() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, err
-			}
-			for _, it := range page.Value {
-				if it.ID != nil && it.Attributes != nil {
-					add(it.ID.Version(), it.Attributes.Enabled, it.Attributes.Created)
-				}
+			return out
+		})
+	}
+	return pages(ctx, c.certs.NewListCertificatePropertiesVersionsPager(o.Name, nil), func(p azcertificates.ListCertificatePropertiesVersionsResponse) []versionInfo {
+		var out []versionInfo
+		for _, it := range p.Value {
+			if it.ID != nil && it.Attributes != nil {
+				out = append(out, newVersionInfo(it.ID.Version(), it.Attributes.Enabled, it.Attributes.Created))
 			}
 		}
+		return out
+	})
+}
+
+// pages reads every page of a versions pager.
+func pages[T any](ctx context.Context, p *runtime.Pager[T], items func(T) []versionInfo) ([]versionInfo, error) {
+	var out []versionInfo
+	for p.More() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items(page)...)
 	}
 	return out, nil
+}
+
+func newVersionInfo(version string, enabled *bool, created *time.Time) versionInfo {
+	vi := versionInfo{version: version, enabled: enabled == nil || *enabled}
+	if created != nil {
+		vi.created = *created
+	}
+	return vi
 }

@@ -5,10 +5,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
 func spCreds(sp map[string]any) map[string]string {
@@ -29,28 +32,30 @@ func TestCacheIsolation(t *testing.T) {
 	e := startProvider(t, s, cloudEnv, nil)
 	p := e.baseParams("objectName: secret1\nobjectType: secret")
 
-	if _, err := e.mount(p, spCreds(a)); err != nil {
+	first, err := e.mount(p, spCreds(a))
+	if err != nil {
 		t.Fatal(err)
 	}
 	before := s.KeyVault().Stats("kv1").Gets
-	if _, err := e.mount(p, spCreds(a)); err != nil {
+	if _, err := e.republish(p, spCreds(a), first); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.KeyVault().Stats("kv1").Gets; got != before {
-		t.Fatalf("second mount of the same principal read Key Vault again (%d → %d): the cache is not in use, so this test proves nothing", before, got)
+		t.Fatalf("a rotation of the same principal read Key Vault again (%d → %d): the cache is not in use, so this test proves nothing", before, got)
 	}
-	resp, err := e.mount(p, spCreds(b))
+	resp, err := e.republish(p, spCreds(b), first)
 	wantCode(t, err, codes.PermissionDenied, "may not read secret")
 	if len(resp.GetFiles()) != 0 {
 		t.Fatal("files served to an unauthorized principal")
 	}
-	_, err = e.mount(p, map[string]string{"clientid": a["appId"].(string), "clientsecret": "guessed"})
+	_, err = e.republish(p, map[string]string{"clientid": a["appId"].(string), "clientsecret": "guessed"}, first)
 	wantCode(t, err, codes.Unauthenticated)
 }
 
 // TestRequestsPerPoll: Key Vault reads per rotation poll equal the number
 // of unique (principal, object) pairs on the node, not the number of pods.
-// Thirty pods of two principals mount the same five objects concurrently.
+// Thirty pods of two principals mount the same five objects, then all
+// rotate in one poll.
 func TestRequestsPerPoll(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
@@ -63,15 +68,28 @@ func TestRequestsPerPoll(t *testing.T) {
 	for _, sp := range principals {
 		grant(t, s, sp["appId"].(string))
 	}
-	e := startProvider(t, s, cloudEnv, nil)
+	clock := newClock()
+	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.Now = clock.now })
+	podParams := func(pod int) params {
+		p := e.baseParams(objs...)
+		p["csi.storage.k8s.io/pod.name"], p["csi.storage.k8s.io/pod.uid"] = fmt.Sprintf("pod-%d", pod), fmt.Sprintf("uid-%d", pod)
+		return p
+	}
+	first := make([]*v1alpha1.MountResponse, 30)
+	for pod := range 30 {
+		resp, err := e.mount(podParams(pod), spCreds(principals[pod%2]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		first[pod] = resp
+	}
+	clock.advance(2 * time.Minute) // the next poll: a new epoch
 	s.KeyVault().ResetStats()
 	var wg sync.WaitGroup
 	errs := make(chan error, 30)
 	for pod := range 30 {
 		wg.Go(func() {
-			p := e.baseParams(objs...)
-			p["csi.storage.k8s.io/pod.name"], p["csi.storage.k8s.io/pod.uid"] = fmt.Sprintf("pod-%d", pod), fmt.Sprintf("uid-%d", pod)
-			if _, err := e.mount(p, spCreds(principals[pod%2])); err != nil {
+			if _, err := e.republish(podParams(pod), spCreds(principals[pod%2]), first[pod]); err != nil {
 				errs <- err
 			}
 		})
@@ -82,8 +100,28 @@ func TestRequestsPerPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := s.KeyVault().Stats("kv1").Gets; got != 2*5 {
-		t.Errorf("Key Vault object reads = %d for 30 pods, want %d (2 principals × 5 objects)", got, 2*5)
+		t.Errorf("Key Vault object reads = %d in one poll of 30 pods, want %d (2 principals × 5 objects)", got, 2*5)
 	}
+}
+
+// clock is a test clock the provider's node cache reads.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now()} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // TestCanaryNeverLeaks mounts a canary secret, and fails a mount of it with

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -19,10 +20,11 @@ import (
 	"kvmount.dev/kvmount/internal/azure/keyvault"
 )
 
-// identityError is a failure to get the mount's token.
+// identityError is a failure to get the mount's token from endpoint.
 type identityError struct {
-	mode config.Mode
-	err  error
+	mode     config.Mode
+	endpoint string
+	err      error
 }
 
 func (e *identityError) Error() string { return fmt.Sprintf("%s: %v", e.mode, e.err) }
@@ -34,24 +36,52 @@ func (e *identityError) Unwrap() error { return e.err }
 // bodies hold none, and object contents never enter an error.
 func toStatus(err error, cfg config.Config, who identity.Principal) error {
 	var ce *config.Error
-	var fe *keyvault.FormatError
 	var ie *identityError
+	var me *keyvault.MountError
 	var oe *keyvault.ObjectError
 	switch {
 	case errors.As(err, &ce):
 		return status.Error(codes.InvalidArgument, ce.Error())
+	case errors.As(err, &ie):
+		return identityStatus(ie, cfg)
+	case errors.As(err, &me):
+		return mountStatus(me, cfg, who)
+	case errors.As(err, &oe):
+		return objectStatus(oe, cfg, who)
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Errorf(codes.DeadlineExceeded, "fetching from key vault %q did not finish in time: check that the node can reach %s and its identity endpoint (firewall, DNS, private endpoint)", cfg.VaultName, cfg.Cloud.VaultURL(cfg.VaultName))
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "the mount was cancelled by the driver")
-	case errors.As(err, &fe):
-		return status.Errorf(codes.InvalidArgument, "%v", fe)
-	case errors.As(err, &ie):
-		return identityStatus(ie, cfg)
-	case errors.As(err, &oe):
-		return objectStatus(oe, cfg, who)
 	}
 	return status.Errorf(codes.Internal, "mount of key vault %q failed: %v", cfg.VaultName, err)
+}
+
+// maxMessage bounds a mount's error message (it becomes a pod Event).
+const maxMessage = 3000
+
+// mountStatus reports every object that failed, each with its own reason
+// and fix, so that a user fixes them all in one round; the code is the
+// first failure's.
+func mountStatus(me *keyvault.MountError, cfg config.Config, who identity.Principal) error {
+	if len(me.Objects) == 1 {
+		return objectStatus(me.Objects[0], cfg, who)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d objects failed:", len(me.Objects))
+	var first codes.Code
+	for i, oe := range me.Objects {
+		st := status.Convert(objectStatus(oe, cfg, who))
+		if i == 0 {
+			first = st.Code()
+		}
+		item := fmt.Sprintf(" (%d) %s;", i+1, st.Message())
+		if b.Len()+len(item) > maxMessage {
+			fmt.Fprintf(&b, " … and %d more", len(me.Objects)-i)
+			break
+		}
+		b.WriteString(item)
+	}
+	return status.Error(first, strings.TrimSuffix(b.String(), ";"))
 }
 
 // identityStatus explains why the mount's identity got no token.
@@ -75,10 +105,10 @@ func identityStatus(ie *identityError, cfg config.Config) error {
 		return status.Errorf(codes.Unauthenticated, "service principal %s: the clientsecret in the nodePublishSecretRef Secret is wrong or expired: put the current secret in it", cfg.SPClientID)
 	case strings.Contains(msg, "AADSTS700016"):
 		return status.Errorf(codes.Unauthenticated, "%s: application %s does not exist in tenant %s: check the client ID and tenantId", cfg.Mode, clientOf(cfg), cfg.TenantID)
+	case unavailable(ie.err):
+		return status.Errorf(codes.Unavailable, "%s: the identity endpoint %s is unavailable: %s; kubelet will retry", cfg.Mode, ie.endpoint, unavailableReason(ie.err))
 	case errors.As(ie.err, &af), strings.Contains(msg, "AADSTS"):
 		return status.Errorf(codes.Unauthenticated, "%s: Entra ID refused the token request: %s", cfg.Mode, aadReason(msg))
-	case isNetwork(ie.err):
-		return status.Errorf(codes.Unavailable, "%s: the identity endpoint is unreachable: %v", cfg.Mode, rootCause(ie.err))
 	}
 	return status.Errorf(codes.Unauthenticated, "%s: no token: %s", cfg.Mode, firstLine(msg))
 }
@@ -86,10 +116,22 @@ func identityStatus(ie *identityError, cfg config.Config) error {
 // objectStatus explains a Key Vault failure for one object.
 func objectStatus(oe *keyvault.ObjectError, cfg config.Config, who identity.Principal) error {
 	var re *azcore.ResponseError
+	var fe *keyvault.FormatError
+	var te *keyvault.ThrottledError
 	o := oe.Object
 	what := fmt.Sprintf("%s %q", o.Type, o.Name)
 	if o.Version != "" {
 		what += " version " + o.Version
+	}
+	switch {
+	case errors.As(oe.Err, &fe):
+		return status.Errorf(codes.InvalidArgument, "%v", fe)
+	case errors.As(oe.Err, &te):
+		return status.Errorf(codes.ResourceExhausted, "key vault %q is throttling requests (429) and asked to wait until %s, past this mount's deadline, reading %s: kubelet will retry; fewer pods starting at once or a longer --rotation-poll-interval lowers the load", cfg.VaultName, te.Until.UTC().Format(time.RFC3339), what)
+	case errors.Is(oe.Err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "reading %s from key vault %q did not finish in time: check that the node can reach %s (firewall, DNS, private endpoint)", what, cfg.VaultName, cfg.Cloud.VaultURL(cfg.VaultName))
+	case errors.Is(oe.Err, context.Canceled):
+		return status.Errorf(codes.Canceled, "reading %s was cancelled by the driver", what)
 	}
 	if !errors.As(oe.Err, &re) {
 		if isNetwork(oe.Err) {
@@ -110,7 +152,7 @@ func objectStatus(oe *keyvault.ObjectError, cfg config.Config, who identity.Prin
 	case re.StatusCode == http.StatusUnauthorized:
 		return status.Errorf(codes.Unauthenticated, "key vault %q refused the token of %s: %s", cfg.VaultName, principalName(who), kvMessage(body))
 	case re.StatusCode == http.StatusTooManyRequests:
-		return status.Errorf(codes.Unavailable, "key vault %q is throttling requests (429) even after retries: kubelet will retry; lower rotation frequency or spread mounts", cfg.VaultName)
+		return status.Errorf(codes.ResourceExhausted, "key vault %q is throttling requests (429) reading %s, and kept doing so while this mount waited: kubelet will retry; fewer pods starting at once or a longer --rotation-poll-interval lowers the load", cfg.VaultName, what)
 	case re.StatusCode >= 500:
 		return status.Errorf(codes.Unavailable, "key vault %q answered %d reading %s: kubelet will retry", cfg.VaultName, re.StatusCode, what)
 	}
@@ -197,6 +239,42 @@ func aadReason(msg string) string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
+}
+
+// unavailable reports whether a token request failed because the endpoint
+// could not serve it (down, unreachable, overloaded, too slow), not
+// because it refused the identity: kubelet's retry may then succeed.
+func unavailable(err error) bool {
+	var ie *identity.IMDSError
+	var af *azidentity.AuthenticationFailedError
+	switch {
+	case errors.As(err, &af) && af.RawResponse != nil:
+		c := af.RawResponse.StatusCode
+		return c >= 500 || c == http.StatusTooManyRequests
+	case errors.As(err, &ie), isNetwork(err), errors.Is(err, context.DeadlineExceeded), imdsRE.MatchString(err.Error()):
+		return true
+	}
+	return false
+}
+
+// imdsRE finds the provider's own IMDS transport error inside azidentity's
+// message, which keeps only its text: "IMDS at <endpoint>: <cause>".
+var imdsRE = regexp.MustCompile(`IMDS at \S+: (.*?)(\. To troubleshoot|$)`)
+
+// unavailableReason says why, without quoting the SDK's request line
+// (which names the link-local address the request was not sent to).
+func unavailableReason(err error) string {
+	var af *azidentity.AuthenticationFailedError
+	if errors.As(err, &af) && af.RawResponse != nil {
+		return fmt.Sprintf("it answered %d %s", af.RawResponse.StatusCode, http.StatusText(af.RawResponse.StatusCode))
+	}
+	if m := imdsRE.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "it did not answer in time"
+	}
+	return rootCause(err).Error()
 }
 
 func isNetwork(err error) bool {

@@ -81,8 +81,12 @@ func startProvider(t testing.TB, sim *azsim.Server, cloudEnv string, tune func(*
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	level := slog.LevelInfo
+	if rc.Debug {
+		level = slog.LevelDebug
+	}
 	go func() {
-		done <- provider.RunWithLogger(ctx, rc, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		done <- provider.RunWithLogger(ctx, rc, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -130,14 +134,29 @@ func objectsYAML(entries ...string) string {
 	return s
 }
 
-// mount calls Mount as the driver does: JSON strings for attributes and
-// secrets, and the default permission 0644 as a JSON number.
+// mount calls Mount as the driver does for a first mount: JSON strings
+// for attributes and secrets, the default permission 0644 as a JSON
+// number, and no current object versions.
 func (e *env) mount(p params, secrets map[string]string) (*v1alpha1.MountResponse, error) {
+	return e.mountCtx(context.Background(), p, secrets, nil)
+}
+
+// republish calls Mount as the driver does for a rotation: with the
+// volume's current object versions (those of prev).
+func (e *env) republish(p params, secrets map[string]string, prev *v1alpha1.MountResponse) (*v1alpha1.MountResponse, error) {
+	cur := prev.GetObjectVersion()
+	if len(cur) == 0 {
+		cur = []*v1alpha1.ObjectVersion{{Id: "secret/none", Version: "0"}}
+	}
+	return e.mountCtx(context.Background(), p, secrets, cur)
+}
+
+func (e *env) mountCtx(ctx context.Context, p params, secrets map[string]string, cur []*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, error) {
 	a, _ := json.Marshal(p)
 	s, _ := json.Marshal(secrets)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	return e.client.Mount(ctx, &v1alpha1.MountRequest{Attributes: string(a), Secrets: string(s), TargetPath: "/tmp/unused", Permission: "420"})
+	return e.client.Mount(ctx, &v1alpha1.MountRequest{Attributes: string(a), Secrets: string(s), TargetPath: "/tmp/unused", Permission: "420", CurrentObjectVersion: cur})
 }
 
 func admin(t testing.TB, s *azsim.Server, verb string, args any) map[string]any {

@@ -20,6 +20,7 @@ import (
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
+	"kvmount.dev/kvmount/internal/epoch"
 	"kvmount.dev/kvmount/internal/httpclient"
 	"kvmount.dev/kvmount/internal/serve"
 	"kvmount.dev/kvmount/internal/socket"
@@ -35,10 +36,17 @@ type RunConfig struct {
 	HostOverrides     []string
 	SeparateCertKey   bool
 	ConstructPEMChain bool
-	CacheTTL          time.Duration
-	PerVault          int
-	MountTimeout      time.Duration
-	JSONLogs, Debug   bool
+	// CacheTTL is the node cache's epoch, the driver's rotation poll
+	// interval; NodeName sets the epochs' phase as the driver's --nodeid
+	// does.
+	CacheTTL        time.Duration
+	NodeName        string
+	PerVault        int
+	MountTimeout    time.Duration
+	JSONLogs, Debug bool
+	// Now is the fetcher's clock (tests move it across epochs); nil is
+	// time.Now.
+	Now func() time.Time
 }
 
 // Run serves the provider until ctx ends, then stops gracefully: Mounts in
@@ -103,8 +111,8 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 		return nil, nil, nil, err
 	}
 	client := &http.Client{Transport: tr}
-	fetcher := keyvault.New(keyvault.Options{HTTPClient: client, CacheTTL: rc.CacheTTL, PerVault: rc.PerVault,
-		SeparateCertKey: rc.SeparateCertKey, KeepPEMOrder: !rc.ConstructPEMChain})
+	fetcher := keyvault.New(keyvault.Options{HTTPClient: client, Epochs: epoch.ForNode(rc.NodeName, rc.CacheTTL), PerVault: rc.PerVault,
+		SeparateCertKey: rc.SeparateCertKey, KeepPEMOrder: !rc.ConstructPEMChain, Now: rc.Now})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := New(Options{

@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"kvmount.dev/kvmount/internal/atomicdir"
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
@@ -67,7 +68,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	var resp *v1alpha1.MountResponse
 	var who identity.Principal
 	if err == nil {
-		resp, who, err = s.mount(ctx, cfg)
+		resp, who, err = s.mount(ctx, cfg, len(req.GetCurrentObjectVersion()) > 0)
 	}
 	if err != nil {
 		err = toStatus(err, cfg, who)
@@ -76,7 +77,10 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	return resp, err
 }
 
-func (s *Server) mount(ctx context.Context, cfg config.Config) (*v1alpha1.MountResponse, identity.Principal, error) {
+// mount resolves the identity and fetches the objects; republish says the
+// driver sent the volume's current versions (a rotation, which the node
+// cache may serve).
+func (s *Server) mount(ctx context.Context, cfg config.Config, republish bool) (*v1alpha1.MountResponse, identity.Principal, error) {
 	cred, err := s.opts.Identities.For(cfg)
 	if err != nil {
 		return nil, identity.Principal{}, err
@@ -84,15 +88,20 @@ func (s *Server) mount(ctx context.Context, cfg config.Config) (*v1alpha1.MountR
 	// The mount's own identity must yield a token before any cached
 	// object is served to it: the cache is keyed by the principal the
 	// token names, so sharing never widens access.
-	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{cfg.Cloud.KeyVaultResource + "/.default"}, TenantID: cfg.TenantID})
+	opts := policy.TokenRequestOptions{Scopes: []string{cfg.Cloud.KeyVaultResource + "/.default"}, TenantID: cfg.TenantID}
+	tok, err := cred.GetToken(ctx, opts)
 	if err != nil {
-		return nil, identity.Principal{}, &identityError{mode: cfg.Mode, err: err}
+		return nil, identity.Principal{}, &identityError{mode: cfg.Mode, endpoint: cred.Endpoint, err: err}
 	}
+	// The SDK asks the mount's credential again when its clients have no
+	// token yet: it gets this one, not a second NMI or IMDS round trip.
+	cred.TokenCredential = identity.Remember(cred.TokenCredential, opts, tok)
 	who, ok := identity.PrincipalOf(tok.Token)
 	if !ok {
 		who = identity.Principal{ObjectID: "credential:" + cred.Key}
 	}
-	files, versions, err := s.opts.Fetcher.Fetch(ctx, keyvault.Request{VaultURL: cfg.Cloud.VaultURL(cfg.VaultName), Cred: cred, Principal: who, Objects: cfg.Objects})
+	files, versions, err := s.opts.Fetcher.Fetch(ctx, keyvault.Request{VaultURL: cfg.Cloud.VaultURL(cfg.VaultName), Cred: cred, Principal: who,
+		Objects: cfg.Objects, Republish: republish})
 	if err != nil {
 		return nil, who, err
 	}
@@ -101,19 +110,20 @@ func (s *Server) mount(ctx context.Context, cfg config.Config) (*v1alpha1.MountR
 }
 
 // response converts files and versions to the wire, checking once more
-// that every path is valid and written once (.crt/.key files included).
+// that every path is valid and that all of them can exist together
+// (.crt/.key files included), so the driver never meets a conflict.
 func response(files []keyvault.File, versions []keyvault.Version) (*v1alpha1.MountResponse, error) {
 	resp := &v1alpha1.MountResponse{}
-	seen := map[string]bool{}
+	paths := make([]string, 0, len(files))
 	for _, f := range files {
 		if err := config.ValidatePath(f.Path); err != nil {
 			return nil, &config.Error{Field: "objects", Msg: fmt.Sprintf("file %q: %v", f.Path, err)}
 		}
-		if seen[f.Path] {
-			return nil, &config.Error{Field: "objects", Msg: fmt.Sprintf("file %q would be written twice (an objectAlias collides with a .crt/.key file): rename one", f.Path)}
-		}
-		seen[f.Path] = true
+		paths = append(paths, f.Path)
 		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.Path, Mode: int32(f.Mode), Contents: f.Contents})
+	}
+	if err := atomicdir.CheckPaths(paths); err != nil {
+		return nil, &config.Error{Field: "objects", Msg: fmt.Sprintf("%v (an objectAlias collides with a .crt/.key file): rename one", err)}
 	}
 	for _, v := range versions {
 		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: v.ID, Version: v.Version})
@@ -135,5 +145,7 @@ func (s *Server) record(cfg config.Config, start time.Time, resp *v1alpha1.Mount
 		s.opts.Logger.Warn("mount failed", append(attrs, "err", err)...)
 		return
 	}
-	s.opts.Logger.Info("mounted", append(attrs, "files", len(resp.GetFiles()))...)
+	// Success is the common case: at the default level only failures are
+	// logged, so that a node's log stays small and says what went wrong.
+	s.opts.Logger.Debug("mounted", append(attrs, "files", len(resp.GetFiles()))...)
 }

@@ -1,0 +1,293 @@
+package identity
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/azsimtest"
+	"kvmount.dev/kvmount/internal/azure/config"
+)
+
+// counter counts the requests a credential really sends, by host and path.
+type counter struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	n    map[string]int
+}
+
+func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.n[r.URL.Host+r.URL.Path]++
+	c.mu.Unlock()
+	return c.base.RoundTrip(r)
+}
+
+func (c *counter) count(hostPart string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	total := 0
+	for h, n := range c.n {
+		if strings.Contains(h, hostPart) {
+			total += n
+		}
+	}
+	return total
+}
+
+type fixture struct {
+	sim    *azsim.Server
+	http   *counter
+	cloud  config.Cloud
+	imds   string
+	issuer *azsimtest.Issuer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	iss := azsimtest.NewIssuer(t)
+	s, err := azsim.Start(context.Background(), azsim.Config{DataDir: t.TempDir(), TrustCAFiles: []string{iss.CAFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	tr, err := azsim.NewTransport(s.Addr(), s.CAPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAdmin(t, s, "vmss create", azsim.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
+	imds, _ := s.IMDSURL("vmss/rg/pool/0")
+	return &fixture{sim: s, http: &counter{base: tr, n: map[string]int{}}, imds: imds, issuer: iss,
+		cloud: config.Cloud{Name: "AzureStackCloud", AuthorityHost: azsim.LoginURL + "/", KeyVaultResource: azsim.VaultResource, KeyVaultDNSSuffix: azsim.VaultDNSSuffix}}
+}
+
+func mustAdmin(t *testing.T, s *azsim.Server, verb string, args any) map[string]any {
+	t.Helper()
+	out, err := s.Admin(context.Background(), verb, args)
+	if err != nil {
+		t.Fatalf("azsim %s: %v", verb, err)
+	}
+	return out
+}
+
+func (f *fixture) source(opts Options) *Source {
+	opts.HTTPClient = &http.Client{Transport: f.http}
+	if opts.IMDSEndpoint == "" {
+		opts.IMDSEndpoint = f.imds
+	}
+	return NewSource(opts)
+}
+
+func (f *fixture) token(t *testing.T, c Credential) {
+	t.Helper()
+	if _, err := c.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{azsim.VaultResource + "/.default"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) cfg(mode config.Mode) config.Config {
+	return config.Config{Mode: mode, TenantID: f.sim.TenantID(), Cloud: f.cloud, Pod: config.Pod{Name: "p", Namespace: "ns", UID: "u1"}}
+}
+
+// TestVMManagedIdentity: one credential per IMDS identity (client ID case
+// does not matter), its token cached, so a second mount sends nothing.
+// (The SDK's managed-identity token cache is process-wide, so every test
+// uses identities of its own: fresh client IDs.)
+func TestVMManagedIdentity(t *testing.T) {
+	f := newFixture(t)
+	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "a"})
+	ub := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "b"})
+	mustAdmin(t, f.sim, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string), ub["id"].(string)}})
+	src := f.source(Options{})
+	user := f.cfg(config.ModeVMManagedIdentity)
+	user.UserAssignedIdentityID = ua["clientId"].(string)
+	upper := user
+	upper.UserAssignedIdentityID = strings.ToUpper(user.UserAssignedIdentityID)
+	system := f.cfg(config.ModeVMManagedIdentity)
+	system.UserAssignedIdentityID = ub["id"].(string) // by resource ID
+
+	c1, _ := src.For(user)
+	c2, _ := src.For(upper)
+	c3, _ := src.For(system)
+	if c1.Key != c2.Key || c1.Key == c3.Key {
+		t.Fatalf("keys %q %q %q: the same identity must share, another must not", c1.Key, c2.Key, c3.Key)
+	}
+	if c1.Endpoint != f.imds {
+		t.Errorf("endpoint %q, want the configured IMDS %q", c1.Endpoint, f.imds)
+	}
+	f.token(t, c1)
+	f.token(t, c2)
+	if n := f.http.count("127.0.0.1"); n != 1 {
+		t.Errorf("%d IMDS requests for two mounts of one identity, want 1", n)
+	}
+	f.token(t, c3)
+	if n := f.http.count("127.0.0.1"); n != 2 {
+		t.Errorf("another identity did not get its own token (%d requests)", n)
+	}
+}
+
+// TestWorkloadIdentity: keyed by (authority, tenant, client, service
+// account); a newer service-account token replaces the old one in the
+// shared credential; its Entra token is cached; another service account
+// gets its own credential and its own token request.
+func TestWorkloadIdentity(t *testing.T) {
+	f := newFixture(t)
+	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	for _, sa := range []string{"app", "other"} {
+		mustAdmin(t, f.sim, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: sa,
+			Issuer: f.issuer.URL, Subject: "system:serviceaccount:ns:" + sa})
+	}
+	src := f.source(Options{})
+	cfgFor := func(sa string) config.Config {
+		c := f.cfg(config.ModeWorkloadIdentity)
+		c.ClientID, c.ServiceAccountToken = ua["clientId"].(string), f.issuer.Token("ns", sa)
+		return c
+	}
+	a1, _ := src.For(cfgFor("app"))
+	a2, _ := src.For(cfgFor("app"))
+	b, _ := src.For(cfgFor("other"))
+	if a1.Key != a2.Key || a1.Key == b.Key {
+		t.Fatalf("keys %q %q %q", a1.Key, a2.Key, b.Key)
+	}
+	if !strings.Contains(a1.Endpoint, f.sim.TenantID()) {
+		t.Errorf("endpoint %q does not name the tenant's authority", a1.Endpoint)
+	}
+	f.token(t, a1)
+	f.token(t, a2)
+	f.token(t, b)
+	if n := f.http.count("/oauth2/v2.0/token"); n != 2 {
+		t.Errorf("%d Entra token requests for three mounts of two service accounts, want 2", n)
+	}
+	if src.Len() != 2 {
+		t.Errorf("%d credentials kept, want 2", src.Len())
+	}
+}
+
+// TestServicePrincipal: keyed by the secret's hash, so a rotated client
+// secret is a new credential (and a fresh token request), and the secret
+// itself is never part of the key.
+func TestServicePrincipal(t *testing.T) {
+	f := newFixture(t)
+	sp := mustAdmin(t, f.sim, "ad sp create-for-rbac", azsim.SPArgs{})
+	src := f.source(Options{})
+	c := f.cfg(config.ModeServicePrincipal)
+	c.SPClientID, c.SPClientSecret = sp["appId"].(string), sp["password"].(string)
+	a, _ := src.For(c)
+	b, _ := src.For(c)
+	f.token(t, a)
+	f.token(t, b)
+	if a.Key != b.Key || f.http.count("/oauth2/v2.0/token") != 1 {
+		t.Errorf("same secret: keys %q %q, %d Entra requests, want one shared credential and 1", a.Key, b.Key, f.http.count("/oauth2/v2.0/token"))
+	}
+	if strings.Contains(a.Key, c.SPClientSecret) {
+		t.Fatal("the client secret is part of the key")
+	}
+	c.SPClientSecret = "rotated"
+	d, _ := src.For(c)
+	if d.Key == a.Key {
+		t.Fatal("a different secret shares the credential of the old one")
+	}
+}
+
+// TestPodIdentity: never cached, never kept: NMI is asked on every token
+// request, because its answer is the binding decision.
+func TestPodIdentity(t *testing.T) {
+	var calls atomic.Int64
+	nmi := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.Header.Get("podname") != "p" || r.Header.Get("podns") != "ns" {
+			http.Error(w, "missing headers", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, `{"token":{"access_token":"tok","expires_on":"%d"},"clientid":"c"}`, time.Now().Add(time.Hour).Unix())
+	}))
+	defer nmi.Close()
+	src := NewSource(Options{NMIEndpoint: nmi.URL})
+	for range 3 {
+		c, err := src.For(config.Config{Mode: config.ModePodIdentity, Pod: config.Pod{Name: "p", Namespace: "ns", UID: "u"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls.Load() != 3 {
+		t.Errorf("NMI asked %d times for 3 mounts, want 3", calls.Load())
+	}
+	if src.Len() != 0 {
+		t.Errorf("%d pod-identity credentials kept, want 0", src.Len())
+	}
+}
+
+// TestCoalescedTokens: twenty concurrent first requests of one identity
+// are one request to IMDS (whose limit is 5 at once).
+func TestCoalescedTokens(t *testing.T) {
+	f := newFixture(t)
+	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "a"})
+	mustAdmin(t, f.sim, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
+	f.http.base = slow{f.http.base, 100 * time.Millisecond}
+	src := f.source(Options{})
+	c := f.cfg(config.ModeVMManagedIdentity)
+	c.UserAssignedIdentityID = ua["clientId"].(string)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			cred, _ := src.For(c)
+			f.token(t, cred)
+		})
+	}
+	wg.Wait()
+	if n := f.http.count("/metadata/identity"); n != 1 {
+		t.Errorf("%d IMDS requests for 20 concurrent mounts, want 1", n)
+	}
+}
+
+type slow struct {
+	base  http.RoundTripper
+	delay time.Duration
+}
+
+func (s slow) RoundTrip(r *http.Request) (*http.Response, error) {
+	time.Sleep(s.delay)
+	return s.base.RoundTrip(r)
+}
+
+// TestBounded: credentials leave when idle or when the store is full, so
+// ten thousand service accounts seen over time never stay in memory.
+func TestBounded(t *testing.T) {
+	now := time.Unix(2_000_000_000, 0)
+	src := NewSource(Options{MaxCredentials: 100, IdleTTL: time.Hour, Now: func() time.Time { return now }})
+	cloud := config.Cloud{AuthorityHost: "https://login.example/"}
+	for i := range 10000 {
+		c := config.Config{Mode: config.ModeWorkloadIdentity, TenantID: "t", ClientID: "c", Cloud: cloud,
+			ServiceAccountToken: jwt(fmt.Sprintf("system:serviceaccount:ns:sa-%d", i))}
+		if _, err := src.For(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if src.Len() != 100 {
+		t.Errorf("%d credentials after 10,000 service accounts, want the bound 100", src.Len())
+	}
+	now = now.Add(2 * time.Hour)
+	if src.Len() != 0 {
+		t.Errorf("%d credentials after two idle hours, want 0", src.Len())
+	}
+}
+
+func jwt(sub string) string {
+	enc := func(s string) string { return strings.TrimRight(b64(s), "=") }
+	return enc(`{"alg":"none"}`) + "." + enc(`{"sub":"`+sub+`"}`) + ".x"
+}
+
+func b64(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
