@@ -33,11 +33,12 @@ test-compile:
 	$(GO) mod download
 	cd tools/cluster && $(GO) mod download
 	cd tools/helm && $(GO) mod download
-	$(GO) test -count=1 -run '^$$' $(PKGS) >/dev/null
+	$(GO) test -race -count=1 -run '^$$' $(PKGS) >/dev/null
 
-## test: everything above, then every test with loopback as the only network
+## test: everything above, then every test, with the race detector, with
+## loopback as the only network
 test: host-deps build vet cluster-bins tools test-compile
-	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -count=1 -timeout 40m -v $(TESTARGS) $(PKGS)
+	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -race -count=1 -timeout 60m -v $(TESTARGS) $(PKGS)
 
 ## demo: the seed's three identity methods on a local node, in a loopback-only
 ## network namespace (everything it runs listens on 127.0.0.1 anyway)

@@ -4,7 +4,7 @@ package deploy
 
 import "embed"
 
-// Manifests holds crds/*.yaml and csidriver.yaml.
+// Manifests holds crds/*.yaml, csidriver.yaml and the driver's RBAC.
 //
-//go:embed crds/*.yaml csidriver.yaml
+//go:embed crds/*.yaml csidriver.yaml rbac.yaml rbac-secret-sync.yaml
 var Manifests embed.FS

@@ -34,7 +34,8 @@ type config struct {
 	registrationDir, healthAddr, metricsAddr, kubeconfig         string
 	rotation, jsonLogs, debug, version                           bool
 	pollInterval, providerTimeout                                time.Duration
-	maxRecvMsg                                                   int
+	maxRecvMsg, burst                                            int
+	qps                                                          float64
 }
 
 func main() {
@@ -59,10 +60,12 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.healthAddr, "healthz-addr", ":9808", "address of /healthz (empty disables)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", ":8095", "address of Prometheus /metrics (empty disables)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster)")
-	fs.BoolVar(&c.rotation, "enable-secret-rotation", true, "refresh mounted volumes on kubelet's republish")
-	fs.DurationVar(&c.pollInterval, "rotation-poll-interval", 2*time.Minute, "least time between two provider calls for one volume")
+	fs.BoolVar(&c.rotation, "enable-secret-rotation", false, "refresh mounted volumes on kubelet's republish, once per --rotation-poll-interval")
+	fs.DurationVar(&c.pollInterval, "rotation-poll-interval", 2*time.Minute, "rotation epoch: each mounted volume is refreshed once per interval")
 	fs.DurationVar(&c.providerTimeout, "provider-timeout", 100*time.Second, "limit of one provider Mount (under kubelet's 2m)")
 	fs.IntVar(&c.maxRecvMsg, "max-call-recv-msg-size", 4<<20, "largest provider response accepted, bytes")
+	fs.Float64Var(&c.qps, "kube-api-qps", 50, "requests per second to the API server (its status objects, events, synced Secrets)")
+	fs.IntVar(&c.burst, "kube-api-burst", 100, "burst of requests to the API server")
 	fs.BoolVar(&c.jsonLogs, "log-format-json", false, "log JSON")
 	fs.BoolVar(&c.debug, "v", false, "debug logging (never secrets)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
@@ -93,6 +96,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The driver's requests are few per pod (its status object; classes
+	// come from a watch): set deliberately rather than client-go's 5/s,
+	// which made a 110-pod storm wait tens of seconds on the client.
+	rc.QPS, rc.Burst = float32(c.qps), c.burst
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -107,10 +114,10 @@ func run(ctx context.Context, args []string) error {
 	}
 	provs := providers.New(append(dirs, c.providerDir), c.maxRecvMsg)
 	defer provs.Close()
-	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Dynamic: dyn,
+	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Dynamic: dyn, Classes: csi.NewClasses(dyn),
 		RotationPollInterval: c.pollInterval, Rotation: c.rotation, ProviderTimeout: c.providerTimeout,
 		Logger: logger(c), Metrics: csi.NewMetrics(reg), Version: version})
-	return d.Serve(ctx, c.endpoint, c.registrationDir, c.healthAddr, c.metricsAddr, reg)
+	return d.Serve(ctx, csi.ServeConfig{Endpoint: c.endpoint, RegistrationDir: c.registrationDir, HealthAddr: c.healthAddr, MetricsAddr: c.metricsAddr, Registry: reg})
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

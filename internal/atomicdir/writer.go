@@ -3,13 +3,13 @@
 // old set or the new set, never a mix and never a missing file — the
 // kubelet AtomicWriter scheme: files go into a new ..<timestamp> directory,
 // a ..data symlink is swapped to it by rename(2), and every top-level name
-// is a symlink through ..data. Identical content is not rewritten. Old
-// payloads are removed on a later write, never within a second of their
-// creation, so that a reader caught mid-lookup by a swap never finds its
-// file missing.
+// is a symlink through ..data. Identical content is not rewritten. A
+// payload swapped out stays for a grace period, so that a reader caught
+// mid-lookup by a swap never finds its file missing, and is then removed
+// (Prune), so a rotated-out secret does not linger in the volume.
 //
-// A Writer offers no concurrency of its own: callers serialise writes to
-// one directory (the CSI node server holds a per-volume lock).
+// Write and Prune offer no concurrency of their own: callers serialise
+// them per directory (the CSI node server holds a per-volume lock).
 package atomicdir
 
 import (
@@ -45,7 +45,6 @@ func Write(dir string, files []File) (bool, error) {
 	if same, err := unchanged(dir, files); err != nil || same {
 		return false, err
 	}
-	old, _ := os.Readlink(filepath.Join(dir, dataDir))
 	ts, err := os.MkdirTemp(dir, time.Now().UTC().Format("..2006_01_02_15_04_05."))
 	if err != nil {
 		return false, fmt.Errorf("create payload dir: %w", err)
@@ -57,35 +56,44 @@ func Write(dir string, files []File) (bool, error) {
 		os.RemoveAll(ts)
 		return false, err
 	}
+	old, _ := os.Readlink(filepath.Join(dir, dataDir))
 	if err := swap(dir, filepath.Base(ts)); err != nil {
 		os.RemoveAll(ts)
 		return false, err
 	}
+	if old != "" {
+		// The retired payload's mtime is when it was swapped out: the
+		// start of its grace period.
+		now := time.Now()
+		_ = os.Chtimes(filepath.Join(dir, old), now, now)
+	}
 	if err := linkTopLevel(dir, files); err != nil {
 		return true, err
 	}
-	return true, prune(dir, filepath.Base(ts), old)
+	return true, Prune(dir)
 }
 
-// payloadGrace is how long an older payload stays after it was written. A
-// reader whose path lookup resolved ..data to a payload a moment before a
-// swap still finds its file, however fast rotations come (seen: a reader
-// on a loaded machine stalled across two back-to-back rotations).
-const payloadGrace = time.Second
+// PayloadGrace is how long a payload stays after it was swapped out. A
+// reader whose path lookup resolved ..data to it a moment before the swap
+// still finds its file, however fast rotations come (seen: a reader on a
+// loaded machine stalled across two back-to-back rotations). Callers run
+// Prune after it, so that the old secret leaves even if no write follows.
+const PayloadGrace = time.Second
 
-// prune removes payload dirs but the current one, the one it replaced, and
-// any written less than payloadGrace ago.
-func prune(dir string, keep ...string) error {
+// Prune removes every payload but the current one that was swapped out at
+// least PayloadGrace ago.
+func Prune(dir string) error {
+	cur, _ := os.Readlink(filepath.Join(dir, dataDir))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !e.IsDir() || !strings.HasPrefix(name, "..") || name == dataDir || slices.Contains(keep, name) {
+		if !e.IsDir() || !strings.HasPrefix(name, "..") || name == dataDir || name == cur {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) < payloadGrace {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) < PayloadGrace {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
@@ -93,6 +101,14 @@ func prune(dir string, keep ...string) error {
 		}
 	}
 	return nil
+}
+
+// Published reports whether dir holds a written payload (..data): a
+// mounted but empty tmpfs, left by a driver that died between mounting
+// and writing, is not a published volume.
+func Published(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, dataDir))
+	return err == nil
 }
 
 func check(files []File) error {

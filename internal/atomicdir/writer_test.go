@@ -95,17 +95,57 @@ func TestWrite(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode of a: %v %v, want 0600", fi.Mode().Perm(), err)
 	}
-	time.Sleep(payloadGrace)
+	time.Sleep(PayloadGrace)
 	if _, err := Write(dir, []File{{"a", 0o600, []byte("last")}}); err != nil {
 		t.Fatal(err)
 	}
+	if names := entryNames(dir); len(names) != 4 { // a, ..data, the payload and the one it replaced
+		t.Errorf("dir holds %v, want a, ..data and two payloads: older ones are pruned, the one just replaced kept for the grace", names)
+	}
+}
+
+func entryNames(dir string) []string {
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 4 { // a, ..data, the payload and the one it replaced
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestRotatedOutPayloadLeaves: after a rotation, the old payload (holding
+// the old secret) is gone once the grace has passed, without another
+// write.
+func TestRotatedOutPayloadLeaves(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"old-secret", "new-secret"} {
+		if _, err := Write(dir, []File{{"s", 0o600, []byte(v)}}); err != nil {
+			t.Fatal(err)
 		}
-		t.Errorf("dir holds %v, want a, ..data and two payloads: older ones are pruned after the grace", names)
+	}
+	if err := Prune(dir); err != nil {
+		t.Fatal(err)
+	}
+	if names := entryNames(dir); len(names) != 4 {
+		t.Fatalf("the replaced payload left before its grace: %v", names)
+	}
+	time.Sleep(PayloadGrace + 50*time.Millisecond)
+	if err := Prune(dir); err != nil {
+		t.Fatal(err)
+	}
+	if names := entryNames(dir); len(names) != 3 {
+		t.Errorf("dir holds %v after the grace, want s, ..data and one payload", names)
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Type().IsRegular() {
+			if b, _ := os.ReadFile(p); string(b) == "old-secret" {
+				t.Errorf("the rotated-out secret is still at %s", p)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"kvmount.dev/kvmount/internal/azsim"
 	"kvmount.dev/kvmount/internal/azsim/jwt"
@@ -118,6 +119,20 @@ func TestPodIdentityNMI(t *testing.T) {
 		if status != tt.status || !strings.Contains(body, tt.text) {
 			t.Errorf("pod %s: %d %q, want %d containing %q", tt.pod, status, body, tt.status, tt.text)
 		}
+	}
+
+	// NMI reads from watches, and follows them: the label removed, the
+	// bound pod's next request is refused.
+	patch := []byte(`{"metadata":{"labels":{"aadpodidbinding":null}}}`)
+	if _, err := cs.CoreV1().Pods("default").Patch(ctx, "bound", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for status, body = get("bound", true); status != http.StatusNotFound; status, body = get("bound", true) {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after its label was removed, the pod still gets %d %s", status, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

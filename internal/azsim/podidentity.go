@@ -31,7 +31,12 @@ func (s *Server) kube() (dynamic.Interface, error) {
 			s.kubeErr = fmt.Errorf("kubeconfig %s: %w", s.cfg.Kubeconfig, err)
 			return
 		}
+		// NMI reads from watches; the admin verbs write a few objects.
+		cfg.QPS, cfg.Burst = 50, 100
 		s.kubeClient, s.kubeErr = dynamic.NewForConfig(cfg)
+		if s.kubeErr == nil {
+			s.nmiCache = nmi.NewCache(s.kubeClient)
+		}
 	})
 	return s.kubeClient, s.kubeErr
 }
@@ -42,8 +47,7 @@ func (s *Server) ensureNMI(c store.Cluster) error {
 	if s.cfg.Kubeconfig == "" {
 		return nil
 	}
-	kube, err := s.kube()
-	if err != nil {
+	if _, err := s.kube(); err != nil {
 		return err
 	}
 	var m store.Machine
@@ -60,7 +64,7 @@ func (s *Server) ensureNMI(c store.Cluster) error {
 			return err
 		}
 		node := ComputerName(m.Name, i)
-		if err := s.ensureEndpoint("nmi:"+node, nmi.New(nmi.Config{Kube: kube, IMDSURL: imdsURL, Node: node})); err != nil {
+		if err := s.ensureEndpoint("nmi:"+node, nmi.New(nmi.Config{Cache: s.nmiCache, IMDSURL: imdsURL, Node: node})); err != nil {
 			return err
 		}
 	}

@@ -119,6 +119,43 @@ func TestRBAC(t *testing.T) {
 	}
 }
 
+// TestRBACScopeBySegment: a role's scope covers its resource and what is
+// below it, by path segment: a role on vault kv1 does not reach kv10, a
+// role on secret s does not reach s2.
+func TestRBACScopeBySegment(t *testing.T) {
+	ctx := context.Background()
+	s := startServer(t, azsim.Config{})
+	kv1 := admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kvseg1", ResourceGroup: "rg", RBAC: true})
+	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kvseg10", ResourceGroup: "rg", RBAC: true})
+	for _, v := range []string{"kvseg1", "kvseg10"} {
+		for _, n := range []string{"s", "s2"} {
+			admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: v, Name: n, Value: "v"})
+		}
+	}
+	vaultWide := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "vault-wide"})
+	oneSecret := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "one-secret"})
+	admin(t, s, "role assignment create", azsim.RoleArgs{Assignee: vaultWide["appId"].(string), Role: "Key Vault Secrets User", Scope: kv1["id"].(string)})
+	admin(t, s, "role assignment create", azsim.RoleArgs{Assignee: oneSecret["appId"].(string), Role: "Key Vault Secrets User", Scope: kv1["id"].(string) + "/secrets/s"})
+	tests := []struct {
+		sp            map[string]any
+		vault, secret string
+		allowed       bool
+	}{
+		{vaultWide, "kvseg1", "s", true},
+		{vaultWide, "kvseg1", "s2", true},
+		{vaultWide, "kvseg10", "s", false},
+		{oneSecret, "kvseg1", "s", true},
+		{oneSecret, "kvseg1", "s2", false},
+		{oneSecret, "kvseg10", "s", false},
+	}
+	for _, tt := range tests {
+		_, err := secretsClient(t, s, tt.vault, spCredential(t, s, tt.sp)).GetSecret(ctx, tt.secret, "", nil)
+		if (err == nil) != tt.allowed {
+			t.Errorf("%s reading %s/%s: err %v, want allowed=%v", tt.sp["displayName"], tt.vault, tt.secret, err, tt.allowed)
+		}
+	}
+}
+
 // TestSecretsNeverLogged sets and reads a canary secret with debug logging
 // on and checks that its value never reaches the log.
 func TestSecretsNeverLogged(t *testing.T) {

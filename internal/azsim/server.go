@@ -27,6 +27,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azsim/entra"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
+	"kvmount.dev/kvmount/internal/azsim/nmi"
 	"kvmount.dev/kvmount/internal/azsim/store"
 	"kvmount.dev/kvmount/internal/pki"
 )
@@ -82,6 +83,7 @@ type Server struct {
 	kubeOnce   sync.Once
 	kubeClient dynamic.Interface
 	kubeErr    error
+	nmiCache   *nmi.Cache
 }
 
 // Start opens the store (creating the cloud's tenant, subscription and keys
@@ -244,6 +246,9 @@ func (s *Server) federationClient() *http.Client {
 // Close stops every listener and closes the store.
 func (s *Server) Close() error {
 	var errs []error
+	if s.nmiCache != nil {
+		s.nmiCache.Close()
+	}
 	s.mu.Lock()
 	for _, e := range s.endpoints {
 		errs = append(errs, e.close())

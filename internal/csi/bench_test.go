@@ -3,55 +3,22 @@ package csi
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"path/filepath"
 	"testing"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
-
-	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
-	"kvmount.dev/kvmount/internal/providers"
 )
 
-// instantProvider answers every Mount at once with two small files, so a
-// benchmark measures the driver alone.
-type instantProvider struct {
-	v1alpha1.UnimplementedCSIDriverProviderServer
-}
-
-func (instantProvider) Mount(context.Context, *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
-	return &v1alpha1.MountResponse{
-		Files:         []*v1alpha1.File{{Path: "secret1", Mode: 0o644, Contents: []byte("value")}, {Path: "key1", Mode: 0o644, Contents: []byte("-----BEGIN PUBLIC KEY-----")}},
-		ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "secret/secret1", Version: "1"}, {Id: "key/key1", Version: "1"}},
-	}, nil
-}
-
 func benchDriver(b *testing.B) (*Node, string) {
-	if os.Geteuid() != 0 {
-		b.Skip("mounts tmpfs: run as root")
-	}
-	dir := b.TempDir()
-	lis, err := net.Listen("unix", filepath.Join(dir, "bench.sock"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	v1alpha1.RegisterCSIDriverProviderServer(srv, instantProvider{})
-	go srv.Serve(lis)
-	b.Cleanup(srv.Stop)
-	spc := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-		"metadata": map[string]any{"name": "spc", "namespace": "default"}, "spec": map[string]any{"provider": "bench", "parameters": map[string]any{"a": "b"}}}}
-	gvrs := map[schema.GroupVersionResource]string{v1.SecretProviderClassResource: "SecretProviderClassList", v1.SecretProviderClassPodStatusResource: "SecretProviderClassPodStatusList"}
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), gvrs, spc)
-	d := New(Config{NodeID: "n", Providers: providers.New([]string{dir}, 0), Dynamic: dyn, Rotation: true})
-	return &Node{d: d}, dir
+	td := newTestDriver(b, func(c *Config) { c.Now = nil })
+	td.prov.set(func(*v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+		return &v1alpha1.MountResponse{
+			Files:         []*v1alpha1.File{{Path: "secret1", Mode: 0o644, Contents: []byte("value")}, {Path: "key1", Mode: 0o644, Contents: []byte("-----BEGIN PUBLIC KEY-----")}},
+			ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "secret/secret1", Version: "1"}, {Id: "key/key1", Version: "1"}},
+		}, nil
+	})
+	return td.node, td.dir
 }
 
 func publishReq(dir string, i int) *csipb.NodePublishVolumeRequest {

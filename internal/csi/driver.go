@@ -13,6 +13,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 
+	"kvmount.dev/kvmount/internal/epoch"
 	"kvmount.dev/kvmount/internal/providers"
 )
 
@@ -28,11 +29,14 @@ type Config struct {
 	// Dynamic reaches the API server; the typed clientset is avoided on
 	// purpose, as it would register every API group and cost memory.
 	Dynamic dynamic.Interface
-	// RotationPollInterval is the least time between two provider calls
-	// for one volume; kubelet's republish comes more often.
+	// Classes reads SecretProviderClasses from a watch-fed cache; nil
+	// reads each from the API server.
+	Classes *Classes
+	// RotationPollInterval is the rotation epoch: each mounted volume is
+	// refreshed once per epoch, at kubelet's first republish in it.
 	RotationPollInterval time.Duration
-	// Rotation enables republish; without it a mounted volume is never
-	// refreshed.
+	// Rotation enables refreshes on republish; without it a mounted volume
+	// keeps its files (upstream's --enable-secret-rotation=false).
 	Rotation bool
 	// ProviderTimeout bounds one provider Mount, below kubelet's 2m.
 	ProviderTimeout time.Duration
@@ -44,7 +48,9 @@ type Config struct {
 
 // Driver implements the CSI Identity and Node services.
 type Driver struct {
-	cfg Config
+	cfg    Config
+	clock  epoch.Clock
+	events *events
 
 	mu      sync.Mutex // guards volumes
 	volumes map[string]*volume
@@ -53,15 +59,18 @@ type Driver struct {
 }
 
 // volume is what the driver remembers of one published volume. Its mutex
-// serialises publishes of the volume (kubelet may retry while one runs).
+// serialises publishes of the volume (kubelet may retry while one runs)
+// and the pruning of its retired payloads.
 type volume struct {
 	mu sync.Mutex
-	// lastSuccess is the end of the last successful provider call, the
-	// rotation throttle's clock (not a directory mtime, which only moves
-	// when content changes).
+	// lastSuccess is the end of the last successful provider call; the
+	// volume is refreshed when the rotation epoch has moved past it.
 	lastSuccess time.Time
 	versions    map[string]string
 	statusDone  bool
+	// warnedAttrs: the pod was told once that its extra volumeAttributes
+	// are ignored.
+	warnedAttrs bool
 }
 
 // New returns a Driver.
@@ -84,7 +93,12 @@ func New(cfg Config) *Driver {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Driver{cfg: cfg, volumes: map[string]*volume{}}
+	if cfg.Classes == nil {
+		cfg.Classes = &Classes{dyn: cfg.Dynamic}
+	}
+	d := &Driver{cfg: cfg, clock: epoch.ForNode(cfg.NodeID, cfg.RotationPollInterval), volumes: map[string]*volume{}}
+	d.events = newEvents(cfg.Dynamic, cfg.NodeID, cfg.Now, cfg.Logger)
+	return d
 }
 
 // volumeState returns (creating) the state of volume id.
@@ -103,4 +117,14 @@ func (d *Driver) forget(id string) {
 	d.mu.Lock()
 	delete(d.volumes, id)
 	d.mu.Unlock()
+}
+
+// due reports whether a mounted volume's refresh is due: rotation is on
+// and the epoch has moved on since its last successful provider call (or
+// there was none since this process started).
+func (d *Driver) due(v *volume) bool {
+	if !d.cfg.Rotation {
+		return false
+	}
+	return v.lastSuccess.IsZero() || d.clock.Of(d.cfg.Now()) > d.clock.Of(v.lastSuccess)
 }

@@ -1,75 +1,99 @@
 package csi
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the driver's Prometheus metrics, with upstream's names so
-// that dashboards keep working; every label is bounded (provider names,
-// gRPC codes), never a message or a pod name.
+// Metrics are the driver's Prometheus metrics with upstream's names, label
+// sets and histogram buckets, so that dashboards keep working, plus
+// kvmount's publish and unpublish durations. Every label value is bounded
+// (provider names, gRPC codes, true/false, the OS), never a message or a
+// pod name.
 type Metrics struct {
 	publishes, publishErrors, unpublishes, unpublishErrors *prometheus.CounterVec
-	rotations, rotationErrors, syncs                       *prometheus.CounterVec
-	duration                                               *prometheus.HistogramVec
+	rotations, rotationErrors, syncs, syncErrors           *prometheus.CounterVec
+	rotationDuration, syncDuration                         *prometheus.HistogramVec
+	publishDuration, unpublishDuration                     *prometheus.HistogramVec
 }
+
+// osType is the os_type label upstream puts on every metric.
+var osType = runtime.GOOS
+
+// upstreamBuckets are upstream's: 11 exponential buckets from 0.1 s to 2 s.
+var upstreamBuckets = prometheus.ExponentialBucketsRange(0.1, 2, 11)
 
 // NewMetrics registers the metrics on reg (nil: not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	c := func(name, help string, labels ...string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append([]string{"os_type"}, labels...))
 	}
+	h := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, append([]string{"os_type"}, labels...))
+	}
+	kvmBuckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
 	m := &Metrics{
-		publishes:       c("node_publish_total", "Successful NodePublishVolume calls.", "provider"),
-		publishErrors:   c("node_publish_error_total", "Failed NodePublishVolume calls.", "provider", "error_type"),
-		unpublishes:     c("node_unpublish_total", "Successful NodeUnpublishVolume calls."),
-		unpublishErrors: c("node_unpublish_error_total", "Failed NodeUnpublishVolume calls."),
-		rotations:       c("rotation_reconcile_total", "Volume refreshes that reached the provider.", "provider", "rotated"),
-		rotationErrors:  c("rotation_reconcile_error_total", "Volume refreshes that failed (previous files kept).", "provider", "error_type"),
-		syncs:           c("sync_k8s_secret_total", "Secret syncs of secretObjects.", "result"),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "node_publish_duration_seconds", Help: "NodePublishVolume duration, provider included.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}, []string{"provider"}),
+		publishes:         c("node_publish_total", "Total number of node publish calls", "provider"),
+		publishErrors:     c("node_publish_error_total", "Total number of node publish calls with error", "provider", "error_type"),
+		unpublishes:       c("node_unpublish_total", "Total number of node unpublish calls"),
+		unpublishErrors:   c("node_unpublish_error_total", "Total number of node unpublish calls with error"),
+		rotations:         c("rotation_reconcile_total", "Total number of rotation reconciles", "provider", "rotated"),
+		rotationErrors:    c("rotation_reconcile_error_total", "Total number of rotation reconciles with error", "provider", "rotated", "error_type"),
+		syncs:             c("sync_k8s_secret_total", "Total number of k8s secrets synced", "provider"),
+		syncErrors:        c("sync_k8s_secret_error_total", "Total number of k8s secret syncs that failed (kvmount)", "provider"),
+		rotationDuration:  h("rotation_reconcile_duration_sec", "Distribution of how long it took to rotate secrets-store content for pods", upstreamBuckets),
+		syncDuration:      h("k8s_secret_duration_sec", "Distribution of how long it took to sync k8s secret", upstreamBuckets),
+		publishDuration:   h("node_publish_duration_seconds", "NodePublishVolume duration, provider included (kvmount)", kvmBuckets, "provider"),
+		unpublishDuration: h("node_unpublish_duration_seconds", "NodeUnpublishVolume duration (kvmount)", kvmBuckets),
 	}
 	if reg != nil {
-		reg.MustRegister(m.publishes, m.publishErrors, m.unpublishes, m.unpublishErrors, m.rotations, m.rotationErrors, m.syncs, m.duration)
+		reg.MustRegister(m.publishes, m.publishErrors, m.unpublishes, m.unpublishErrors, m.rotations, m.rotationErrors,
+			m.syncs, m.syncErrors, m.rotationDuration, m.syncDuration, m.publishDuration, m.unpublishDuration)
 	}
 	return m
 }
 
 func (m *Metrics) publish(provider string, d time.Duration) {
-	m.publishes.WithLabelValues(provider).Inc()
-	m.duration.WithLabelValues(provider).Observe(d.Seconds())
+	m.publishes.WithLabelValues(osType, provider).Inc()
+	m.publishDuration.WithLabelValues(osType, provider).Observe(d.Seconds())
 }
 
 func (m *Metrics) publishError(provider, code string) {
-	m.publishErrors.WithLabelValues(provider, code).Inc()
+	m.publishErrors.WithLabelValues(osType, provider, code).Inc()
 }
 
-func (m *Metrics) unpublish(ok bool) {
+func (m *Metrics) unpublish(ok bool, d time.Duration) {
 	if ok {
-		m.unpublishes.WithLabelValues().Inc()
+		m.unpublishes.WithLabelValues(osType).Inc()
 	} else {
-		m.unpublishErrors.WithLabelValues().Inc()
+		m.unpublishErrors.WithLabelValues(osType).Inc()
 	}
+	m.unpublishDuration.WithLabelValues(osType).Observe(d.Seconds())
 }
 
-func (m *Metrics) rotation(provider string, rotated bool, errCode string) {
-	if errCode != "" {
-		m.rotationErrors.WithLabelValues(provider, errCode).Inc()
-		return
-	}
+// rotation counts a refresh that reached the provider; errCode is empty
+// for a success.
+func (m *Metrics) rotation(provider string, rotated bool, errCode string, d time.Duration) {
 	r := "false"
 	if rotated {
 		r = "true"
 	}
-	m.rotations.WithLabelValues(provider, r).Inc()
+	if errCode != "" {
+		m.rotationErrors.WithLabelValues(osType, provider, r, errCode).Inc()
+	} else {
+		m.rotations.WithLabelValues(osType, provider, r).Inc()
+	}
+	m.rotationDuration.WithLabelValues(osType).Observe(d.Seconds())
 }
 
-func (m *Metrics) sync(ok bool) {
-	r := "ok"
-	if !ok {
-		r = "error"
+func (m *Metrics) sync(provider string, written int, ok bool, d time.Duration) {
+	if written > 0 {
+		m.syncs.WithLabelValues(osType, provider).Add(float64(written))
 	}
-	m.syncs.WithLabelValues(r).Inc()
+	if !ok {
+		m.syncErrors.WithLabelValues(osType, provider).Inc()
+	}
+	m.syncDuration.WithLabelValues(osType).Observe(d.Seconds())
 }

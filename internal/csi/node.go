@@ -3,6 +3,8 @@ package csi
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,18 +34,19 @@ func (s *Node) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesRe
 }
 
 // NodePublishVolume mounts (or refreshes) a pod's secrets: validate, then
-// publish, recording the outcome.
+// publish, recording the outcome; the gRPC code is chosen in toStatus.
 func (s *Node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
 	start := s.d.cfg.Now()
 	m, err := parsePublish(req)
 	if err != nil {
 		s.d.cfg.Metrics.publishError("", "InvalidArgument")
-		return nil, err
+		return nil, toStatus(err, m)
 	}
 	v := s.d.volumeState(req.GetVolumeId())
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	res, err := s.d.publish(ctx, m, v)
+	err = toStatus(err, m)
 	s.d.record(m, res, err, time.Since(start))
 	if err != nil {
 		return nil, err
@@ -60,17 +63,17 @@ func (s *Node) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublish
 	if req.GetTargetPath() == "" {
 		return nil, status.Error(codes.InvalidArgument, "target path is required")
 	}
+	start := s.d.cfg.Now()
 	v := s.d.volumeState(req.GetVolumeId())
 	v.mu.Lock()
 	err := atomicdir.Unmount(req.GetTargetPath())
 	v.mu.Unlock()
+	s.d.cfg.Metrics.unpublish(err == nil, time.Since(start))
 	if err != nil {
-		s.d.cfg.Metrics.unpublish(false)
 		return nil, status.Errorf(codes.Internal, "unmount %s: %v", req.GetTargetPath(), err)
 	}
 	s.d.forget(req.GetVolumeId())
-	s.d.cfg.Metrics.unpublish(true)
-	s.d.cfg.Logger.Info("unpublished", "volume", req.GetVolumeId())
+	s.d.cfg.Logger.Debug("unpublished", "volume", req.GetVolumeId())
 	return &csipb.NodeUnpublishVolumeResponse{}, nil
 }
 
@@ -78,8 +81,12 @@ func (s *Node) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublish
 type mountRequest struct {
 	volumeID, target, class string
 	pod                     podRef
-	context                 map[string]string
-	secrets                 map[string]string
+	// context holds kubelet's keys of the volume context only.
+	context map[string]string
+	// ignored are the volumeAttributes the pod set beyond
+	// secretProviderClass: never passed on (see kubeletKeys).
+	ignored []string
+	secrets map[string]string
 }
 
 type podRef struct {
@@ -88,55 +95,63 @@ type podRef struct {
 
 const tokensKey = "csi.storage.k8s.io/serviceAccount.tokens"
 
+// kubeletKeys are the volume-context keys kubelet sets (pod info, the
+// service-account tokens of the CSIDriver's tokenRequests, the inline
+// volume marker) and the class name, which the pod names. Nothing else a
+// pod writes into volumeAttributes reaches the provider: upstream merges
+// them over the class's parameters, which lets a pod author switch the
+// vault or the identity mode (to the node's managed identity, say) that
+// the class's owner chose.
+var kubeletKeys = []string{"secretProviderClass", "csi.storage.k8s.io/pod.name", "csi.storage.k8s.io/pod.namespace",
+	"csi.storage.k8s.io/pod.uid", "csi.storage.k8s.io/serviceAccount.name", "csi.storage.k8s.io/ephemeral", tokensKey}
+
 func parsePublish(req *csipb.NodePublishVolumeRequest) (mountRequest, error) {
-	m := mountRequest{volumeID: req.GetVolumeId(), target: req.GetTargetPath(), context: req.GetVolumeContext(), secrets: req.GetSecrets()}
+	m := mountRequest{volumeID: req.GetVolumeId(), target: req.GetTargetPath(), secrets: req.GetSecrets()}
 	switch {
 	case m.volumeID == "":
-		return m, status.Error(codes.InvalidArgument, "volume ID is required")
+		return m, &requestError{"volume ID is required"}
 	case m.target == "":
-		return m, status.Error(codes.InvalidArgument, "target path is required")
+		return m, &requestError{"target path is required"}
 	case req.GetVolumeCapability() == nil:
-		return m, status.Error(codes.InvalidArgument, "volume capability is required")
+		return m, &requestError{"volume capability is required"}
 	case req.GetVolumeCapability().GetBlock() != nil:
-		return m, status.Error(codes.InvalidArgument, "secrets-store volumes are file systems, not block devices")
+		return m, &requestError{"secrets-store volumes are file systems, not block devices"}
 	case !req.GetReadonly():
-		return m, status.Error(codes.InvalidArgument, "secrets-store volumes must be read-only: set readOnly: true on the pod's csi volume")
+		return m, &requestError{"secrets-store volumes must be read-only: set readOnly: true on the pod's csi volume"}
 	}
+	m.context, m.ignored = splitContext(req.GetVolumeContext())
 	m.class = m.context["secretProviderClass"]
 	if m.class == "" {
-		return m, status.Error(codes.InvalidArgument, "volumeAttributes.secretProviderClass is required: name the SecretProviderClass to mount")
+		return m, &requestError{"volumeAttributes.secretProviderClass is required: name the SecretProviderClass to mount"}
 	}
 	m.pod = podRef{name: m.context["csi.storage.k8s.io/pod.name"], namespace: m.context["csi.storage.k8s.io/pod.namespace"], uid: m.context["csi.storage.k8s.io/pod.uid"]}
 	if m.pod.name == "" || m.pod.namespace == "" {
-		return m, status.Error(codes.InvalidArgument, "pod information missing from the volume context: the CSIDriver needs podInfoOnMount: true")
+		return m, &requestError{"pod information missing from the volume context: the CSIDriver needs podInfoOnMount: true"}
 	}
 	// Kubernetes 1.35+ may deliver service-account tokens among the
 	// secrets; providers expect them in the attributes, and the secrets
 	// to hold nodePublishSecretRef only.
 	if tok, ok := m.secrets[tokensKey]; ok {
-		m.context = copyWith(m.context, tokensKey, tok)
-		m.secrets = copyWithout(m.secrets, tokensKey)
+		m.context[tokensKey] = tok
+		m.secrets = maps.Clone(m.secrets)
+		delete(m.secrets, tokensKey)
 	}
 	return m, nil
 }
 
-func copyWith(m map[string]string, k, v string) map[string]string {
-	out := make(map[string]string, len(m)+1)
-	for a, b := range m {
-		out[a] = b
-	}
-	out[k] = v
-	return out
-}
-
-func copyWithout(m map[string]string, k string) map[string]string {
-	out := make(map[string]string, len(m))
-	for a, b := range m {
-		if a != k {
-			out[a] = b
+// splitContext keeps kubelet's keys and names the others, sorted.
+func splitContext(vc map[string]string) (map[string]string, []string) {
+	kept := make(map[string]string, len(vc))
+	var ignored []string
+	for k, v := range vc {
+		if slices.Contains(kubeletKeys, k) {
+			kept[k] = v
+		} else {
+			ignored = append(ignored, k)
 		}
 	}
-	return out
+	slices.Sort(ignored)
+	return kept, ignored
 }
 
 // codeOf is the gRPC code an error leaves with, for metrics.

@@ -7,23 +7,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	"kvmount.dev/kvmount/internal/atomicdir"
-	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/secretsync"
 )
 
 // outcome is what one publish did, for logs, metrics and events.
 type outcome struct {
+	start    time.Time
 	provider string
 	remount  bool
 	skipped  bool
@@ -33,94 +31,109 @@ type outcome struct {
 }
 
 // publish is the path of one mount: class → tmpfs → provider → files →
-// status → synced Secrets. A failed first mount leaves nothing mounted; a
-// failed refresh keeps the last good files and reports through an Event.
+// status → synced Secrets. A volume counts as published only when its
+// payload (..data) is there: a mounted but empty tmpfs, left by a driver
+// that died mid-mount, is mounted again from scratch. A failed first mount
+// leaves nothing mounted; a failed refresh keeps the last good files and
+// reports through an Event.
 func (d *Driver) publish(ctx context.Context, m mountRequest, v *volume) (outcome, error) {
-	var out outcome
+	out := outcome{start: d.cfg.Now()}
 	mounted, err := atomicdir.Mounted(m.target)
 	if err != nil {
-		return out, status.Errorf(codes.Internal, "inspect %s: %v", m.target, err)
+		return out, &localError{"inspect " + m.target, err}
 	}
-	// A mounted target is a refresh, also when this process has no record
-	// of it (the driver restarted): its files stay unless new ones come.
-	out.remount = mounted
-	recent := !v.lastSuccess.IsZero() && d.cfg.Now().Sub(v.lastSuccess) < d.cfg.RotationPollInterval
-	if mounted && (!d.cfg.Rotation || recent) {
+	// A published target is a refresh, also when this process has no
+	// record of it (the driver restarted): its files stay unless new ones
+	// come.
+	out.remount = mounted && atomicdir.Published(m.target)
+	if out.remount && !d.due(v) {
 		out.skipped = true
 		return out, nil
 	}
-	spc, err := d.secretProviderClass(ctx, m)
+	spc, err := d.cfg.Classes.Get(ctx, m.pod.namespace, m.class)
+	if err == nil && spc.Spec.Provider == "" {
+		err = &classError{fmt.Sprintf("SecretProviderClass %s/%s has no spec.provider: name the provider (e.g. azure)", m.pod.namespace, m.class)}
+	}
 	if err != nil {
-		return d.failed(ctx, m, out, mounted, err)
+		return d.failed(ctx, m, out, err)
 	}
 	out.provider = string(spc.Spec.Provider)
+	d.warnIgnored(ctx, m, v)
 	if !mounted {
 		if err := atomicdir.MountTmpfs(m.target); err != nil {
-			return d.failed(ctx, m, out, false, status.Errorf(codes.Internal, "%v", err))
+			return d.failed(ctx, m, out, &localError{"mount tmpfs", err})
 		}
 	}
 	files, versions, err := d.callProvider(ctx, m, spc, v)
 	if err == nil {
 		out.changed, err = atomicdir.Write(m.target, files)
 		if err != nil {
-			err = status.Errorf(codes.Internal, "write files of %s: %v", m.class, err)
+			err = &localError{"write files of " + m.class, err}
 		}
 	}
 	if err != nil {
-		return d.failed(ctx, m, out, mounted, err)
+		return d.failed(ctx, m, out, err)
+	}
+	if out.changed {
+		d.pruneLater(m.target, v)
 	}
 	d.afterWrite(ctx, m, spc, v, versions, files, &out)
 	return out, nil
 }
 
-// failed is fail with the outcome noting a kept refresh.
-func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, wasMounted bool, err error) (outcome, error) {
-	out.refreshFailed = out.remount
-	return out, d.fail(ctx, m, out, wasMounted, err)
-}
-
-// fail handles a failed publish: it tells the pod (an Event with the
-// provider's message) and either cleans up a first mount, so that kubelet
-// retries from scratch, or keeps a refresh's last good files and reports
-// success, so that kubelet does not tear the volume down (k/k #121271).
-func (d *Driver) fail(ctx context.Context, m mountRequest, out outcome, wasMounted bool, err error) error {
+// failed handles a failed publish: it tells the pod (an Event with the
+// provider's explanation) and either keeps a refresh's last good files and
+// reports success, so that kubelet does not tear the volume down (k/k
+// #121271), or cleans up a first mount, so that kubelet retries from
+// scratch; if that clean-up fails, the error says so.
+func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, err error) (outcome, error) {
+	msg := status.Convert(toStatus(err, m)).Message()
 	if out.remount {
-		d.event(ctx, m.pod, eventWarning, "SecretRotationFailed", fmt.Sprintf("refreshing %s kept the previous files: %s", m.class, status.Convert(err).Message()))
-		d.cfg.Metrics.rotation(out.provider, false, codeOf(err))
-		d.cfg.Logger.Warn("refresh failed; previous files kept", "pod", m.pod.namespace+"/"+m.pod.name, "class", m.class, "err", err)
-		return nil
+		out.refreshFailed = true
+		d.events.record(ctx, m.pod, eventWarning, "SecretRotationFailed", fmt.Sprintf("refreshing %s kept the previous files: %s", m.class, msg))
+		d.cfg.Metrics.rotation(out.provider, false, codeOf(toStatus(err, m)), d.cfg.Now().Sub(out.start))
+		d.cfg.Logger.Warn("refresh failed; previous files kept", "pod", m.pod.namespace+"/"+m.pod.name, "class", m.class, "err", msg)
+		return out, nil
 	}
-	if !wasMounted {
-		_ = atomicdir.Unmount(m.target)
+	if uerr := atomicdir.Unmount(m.target); uerr != nil {
+		err = errors.Join(err, &localError{"clean up the failed mount", uerr})
 	}
-	d.event(ctx, m.pod, eventWarning, "FailedMount", fmt.Sprintf("SecretProviderClass %s: %s", m.class, status.Convert(err).Message()))
-	return err
+	d.events.record(ctx, m.pod, eventWarning, "FailedMount", fmt.Sprintf("SecretProviderClass %s: %s", m.class, msg))
+	return out, err
 }
 
-// secretProviderClass reads the class from the pod's namespace.
-func (d *Driver) secretProviderClass(ctx context.Context, m mountRequest) (*v1.SecretProviderClass, error) {
-	u, err := d.cfg.Dynamic.Resource(v1.SecretProviderClassResource).Namespace(m.pod.namespace).Get(ctx, m.class, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, status.Errorf(codes.NotFound, "SecretProviderClass %s not found in namespace %s: create it there (a class must be in the pod's namespace)", m.class, m.pod.namespace)
+// warnIgnored tells the pod, once per volume, which of its
+// volumeAttributes were not passed on and why.
+func (d *Driver) warnIgnored(ctx context.Context, m mountRequest, v *volume) {
+	if len(m.ignored) == 0 || v.warnedAttrs {
+		return
 	}
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "read SecretProviderClass %s/%s: %v", m.pod.namespace, m.class, err)
-	}
-	var spc v1.SecretProviderClass
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &spc); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "SecretProviderClass %s/%s is malformed: %v", m.pod.namespace, m.class, err)
-	}
-	if spc.Spec.Provider == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "SecretProviderClass %s/%s has no spec.provider: name the provider (e.g. azure)", m.pod.namespace, m.class)
-	}
-	return &spc, nil
+	v.warnedAttrs = true
+	d.events.record(ctx, m.pod, eventWarning, "IgnoredVolumeAttributes", fmt.Sprintf(
+		"volumeAttributes %s ignored: a pod may only name its SecretProviderClass; the provider's parameters come from the class %s (edit the class, or create another)",
+		strings.Join(m.ignored, ", "), m.class))
 }
 
-// callProvider sends the class's parameters merged with kubelet's volume
+// pruneLater removes the payload a write just retired, once readers no
+// longer need it, whether or not another write comes: a rotated-out secret
+// must not stay in the volume.
+func (d *Driver) pruneLater(target string, v *volume) {
+	time.AfterFunc(atomicdir.PayloadGrace+100*time.Millisecond, func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if atomicdir.Published(target) {
+			if err := atomicdir.Prune(target); err != nil {
+				d.cfg.Logger.Warn("old payload not removed", "target", target, "err", err)
+			}
+		}
+	})
+}
+
+// callProvider sends the class's parameters with kubelet's volume
 // attributes, the nodePublishSecretRef secrets, the default permission and
 // the current object versions, and returns the files to write.
 func (d *Driver) callProvider(ctx context.Context, m mountRequest, spc *v1.SecretProviderClass, v *volume) ([]atomicdir.File, map[string]string, error) {
-	attrs := map[string]string{}
+	attrs := make(map[string]string, len(spc.Spec.Parameters)+len(m.context))
 	for k, val := range spc.Spec.Parameters {
 		attrs[k] = val
 	}
@@ -134,17 +147,18 @@ func (d *Driver) callProvider(ctx context.Context, m mountRequest, spc *v1.Secre
 	for id, ver := range v.versions {
 		req.CurrentObjectVersion = append(req.CurrentObjectVersion, &v1alpha1.ObjectVersion{Id: id, Version: ver})
 	}
-	resp, err := d.cfg.Providers.Mount(ctx, string(spc.Spec.Provider), req, d.cfg.ProviderTimeout)
+	provider := string(spc.Spec.Provider)
+	resp, err := d.cfg.Providers.Mount(ctx, provider, req, d.cfg.ProviderTimeout)
 	if err != nil {
-		return nil, nil, providerError(string(spc.Spec.Provider), err)
+		return nil, nil, d.providerFailure(provider, m, err)
 	}
 	if code := resp.GetError().GetCode(); code != "" {
-		return nil, nil, status.Errorf(codes.Unavailable, "provider %s failed with error code %s", spc.Spec.Provider, code)
+		return nil, nil, &providerError{provider, codes.Internal, fmt.Sprintf("provider %s failed with error code %s", provider, code)}
 	}
 	files := make([]atomicdir.File, 0, len(resp.GetFiles()))
 	for _, f := range resp.GetFiles() {
 		if f.GetMode() < 0 || f.GetMode() > 0o777 {
-			return nil, nil, status.Errorf(codes.Internal, "provider %s returned file %q with mode %o", spc.Spec.Provider, f.GetPath(), f.GetMode())
+			return nil, nil, &providerError{provider, codes.Internal, fmt.Sprintf("provider %s returned file %q with mode %o", provider, f.GetPath(), f.GetMode())}
 		}
 		files = append(files, atomicdir.File{Path: f.GetPath(), Mode: os.FileMode(f.GetMode()), Data: f.GetContents()})
 	}
@@ -153,22 +167,6 @@ func (d *Driver) callProvider(ctx context.Context, m mountRequest, spc *v1.Secre
 		versions[ov.GetId()] = ov.GetVersion()
 	}
 	return files, versions, nil
-}
-
-// providerError keeps a provider's status code and message (they are
-// written for the user) and gives connection problems their own code.
-func providerError(provider string, err error) error {
-	switch {
-	case errors.Is(err, providers.ErrNotFound), errors.Is(err, providers.ErrInvalidName):
-		return status.Errorf(codes.FailedPrecondition, "%v", err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Errorf(codes.DeadlineExceeded, "provider %s did not answer in time", provider)
-	}
-	st, ok := status.FromError(err)
-	if !ok || st.Code() == codes.Unknown {
-		return status.Errorf(codes.Unavailable, "provider %s: %v", provider, err)
-	}
-	return st.Err()
 }
 
 // afterWrite records what was mounted: the pod status object, synced
@@ -188,9 +186,9 @@ func (d *Driver) afterWrite(ctx context.Context, m mountRequest, spc *v1.SecretP
 		d.syncSecrets(ctx, m, spc, files)
 	}
 	if out.remount {
-		d.cfg.Metrics.rotation(out.provider, out.changed, "")
+		d.cfg.Metrics.rotation(out.provider, out.changed, "", d.cfg.Now().Sub(out.start))
 		if out.changed {
-			d.event(ctx, m.pod, eventNormal, "SecretRotationComplete", fmt.Sprintf("SecretProviderClass %s: new object versions mounted", m.class))
+			d.events.record(ctx, m.pod, eventNormal, "SecretRotationComplete", fmt.Sprintf("SecretProviderClass %s: new object versions mounted", m.class))
 		}
 	}
 }
@@ -200,11 +198,12 @@ func (d *Driver) syncSecrets(ctx context.Context, m mountRequest, spc *v1.Secret
 	for _, f := range files {
 		byPath[f.Path] = f.Data
 	}
+	start := d.cfg.Now()
 	owner := secretsync.Owner{Namespace: m.pod.namespace, Name: m.pod.name, UID: podUID(m)}
 	written, err := secretsync.Sync(ctx, d.cfg.Dynamic, owner, spc.Spec.SecretObjects, byPath)
-	d.cfg.Metrics.sync(err == nil)
+	d.cfg.Metrics.sync(string(spc.Spec.Provider), len(written), err == nil, time.Since(start))
 	if err != nil {
-		d.event(ctx, m.pod, eventWarning, "FailedToSyncSecret", err.Error())
+		d.events.record(ctx, m.pod, eventWarning, "FailedToSyncSecret", err.Error())
 		return
 	}
 	if len(written) > 0 {
@@ -225,7 +224,8 @@ func sameVersions(a, b map[string]string) bool {
 }
 
 // record logs and counts a publish; the request is never logged (its
-// secrets and tokens would be).
+// secrets and tokens would be). At the default level only failures and
+// rotations are logged: a busy node mounts thousands of volumes a day.
 func (d *Driver) record(m mountRequest, out outcome, err error, dur time.Duration) {
 	attrs := []any{"pod", m.pod.namespace + "/" + m.pod.name, "class", m.class, "volume", m.volumeID, "target", filepath.Base(filepath.Dir(m.target)),
 		"duration", dur.Round(time.Millisecond)}
@@ -234,11 +234,13 @@ func (d *Driver) record(m mountRequest, out outcome, err error, dur time.Duratio
 		d.cfg.Metrics.publishError(out.provider, codeOf(err))
 		d.cfg.Logger.Warn("publish failed", append(attrs, "code", codeOf(err), "err", status.Convert(err).Message())...)
 	case out.skipped:
-		d.cfg.Logger.Debug("publish skipped: within the rotation poll interval", attrs...)
-	case out.refreshFailed: // logged, counted and reported as an Event by fail
-
+		d.cfg.Logger.Debug("publish skipped: refreshed this rotation epoch", attrs...)
+	case out.refreshFailed: // logged, counted and reported as an Event by failed
+	case out.remount && out.changed:
+		d.cfg.Metrics.publish(out.provider, dur)
+		d.cfg.Logger.Info("rotated", attrs...)
 	default:
 		d.cfg.Metrics.publish(out.provider, dur)
-		d.cfg.Logger.Info("published", append(attrs, "remount", out.remount, "changed", out.changed)...)
+		d.cfg.Logger.Debug("published", append(attrs, "remount", out.remount, "changed", out.changed)...)
 	}
 }

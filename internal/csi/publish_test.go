@@ -2,117 +2,288 @@ package csi
 
 import (
 	"context"
-	"net"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	csipb "github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
-	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	"kvmount.dev/kvmount/internal/atomicdir"
-	"kvmount.dev/kvmount/internal/providers"
 )
-
-// switchProvider serves one value, or fails with a PermissionDenied.
-type switchProvider struct {
-	v1alpha1.UnimplementedCSIDriverProviderServer
-	mu    sync.Mutex
-	value string
-	fail  bool
-}
-
-func (p *switchProvider) Mount(context.Context, *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fail {
-		return nil, status.Error(codes.PermissionDenied, "identity x may not read secret \"s\"")
-	}
-	return &v1alpha1.MountResponse{Files: []*v1alpha1.File{{Path: "s", Mode: 0o600, Contents: []byte(p.value)}},
-		ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "secret/s", Version: p.value}}}, nil
-}
-
-func (p *switchProvider) set(value string, fail bool) {
-	p.mu.Lock()
-	p.value, p.fail = value, fail
-	p.mu.Unlock()
-}
 
 // TestFailuresKeepOrCleanUp: a failed first mount returns the provider's
 // code and leaves nothing mounted; a failed refresh keeps the last good
 // files, reports success to kubelet and records a SecretRotationFailed
 // event; a successful refresh rewrites and records SecretRotationComplete.
 func TestFailuresKeepOrCleanUp(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounts tmpfs: run as root (make test)")
-	}
-	dir := t.TempDir()
-	lis, err := net.Listen("unix", filepath.Join(dir, "switch.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prov := &switchProvider{value: "v1", fail: true}
-	srv := grpc.NewServer()
-	v1alpha1.RegisterCSIDriverProviderServer(srv, prov)
-	go srv.Serve(lis)
-	defer srv.Stop()
-	spc := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-		"metadata": map[string]any{"name": "spc", "namespace": "default"}, "spec": map[string]any{"provider": "switch", "parameters": map[string]any{"a": "b"}}}}
-	events := schema.GroupVersionResource{Version: "v1", Resource: "events"}
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		v1.SecretProviderClassResource: "SecretProviderClassList", v1.SecretProviderClassPodStatusResource: "SecretProviderClassPodStatusList", events: "EventList"}, spc)
-	now := time.Unix(1_800_000_000, 0)
-	n := &Node{d: New(Config{NodeID: "n", Providers: providers.New([]string{dir}, 0), Dynamic: dyn, Rotation: true,
-		RotationPollInterval: time.Minute, Now: func() time.Time { return now }})}
-	req := &csipb.NodePublishVolumeRequest{VolumeId: "vol", TargetPath: filepath.Join(dir, "target"), Readonly: true,
-		VolumeCapability: &csipb.VolumeCapability{AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}}},
-		VolumeContext:    map[string]string{"secretProviderClass": "spc", "csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "default", "csi.storage.k8s.io/pod.uid": "u"}}
-	defer n.NodeUnpublishVolume(context.Background(), &csipb.NodeUnpublishVolumeRequest{VolumeId: "vol", TargetPath: req.TargetPath})
-	reasons := func() string {
-		list, _ := dyn.Resource(events).Namespace("default").List(context.Background(), metav1.ListOptions{})
-		var r []string
-		for _, e := range list.Items {
-			reason, _, _ := unstructured.NestedString(e.Object, "reason")
-			r = append(r, reason)
-		}
-		return strings.Join(r, ",")
-	}
-	read := func() string { b, _ := os.ReadFile(filepath.Join(req.TargetPath, "s")); return string(b) }
-
-	_, err = n.NodePublishVolume(context.Background(), req)
-	if status.Code(err) != codes.PermissionDenied {
+	td := newTestDriver(t, nil)
+	r := td.req("vol", nil)
+	td.prov.set(fails(status.Error(codes.PermissionDenied, `identity x may not read secret "s"`)))
+	if err := td.publish(r); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("first mount: %v, want the provider's PermissionDenied", err)
 	}
-	if ok, _ := atomicdir.Mounted(req.TargetPath); ok {
+	if ok, _ := atomicdir.Mounted(r.TargetPath); ok {
 		t.Fatal("a failed first mount left the tmpfs mounted")
 	}
-	prov.set("v1", false)
-	if _, err := n.NodePublishVolume(context.Background(), req); err != nil || read() != "v1" {
-		t.Fatalf("mount: %v, content %q", err, read())
+	td.prov.set(serves("v1"))
+	if err := td.publish(r); err != nil || td.read(r, "s") != "v1" {
+		t.Fatalf("mount: %v, content %q", err, td.read(r, "s"))
 	}
-	prov.set("v2", true)
-	now = now.Add(2 * time.Minute)
-	if _, err := n.NodePublishVolume(context.Background(), req); err != nil || read() != "v1" {
-		t.Fatalf("failed refresh: %v (want success reported), content %q (want v1 kept)", err, read())
+	td.prov.set(fails(status.Error(codes.PermissionDenied, "denied")))
+	td.now = td.now.Add(2 * time.Minute)
+	if err := td.publish(r); err != nil || td.read(r, "s") != "v1" {
+		t.Fatalf("failed refresh: %v (want success reported), content %q (want v1 kept)", err, td.read(r, "s"))
 	}
-	prov.set("v2", false)
-	now = now.Add(2 * time.Minute)
-	if _, err := n.NodePublishVolume(context.Background(), req); err != nil || read() != "v2" {
-		t.Fatalf("refresh: %v, content %q", err, read())
+	td.prov.set(serves("v2"))
+	td.now = td.now.Add(2 * time.Minute)
+	if err := td.publish(r); err != nil || td.read(r, "s") != "v2" {
+		t.Fatalf("refresh: %v, content %q", err, td.read(r, "s"))
 	}
-	if got := reasons(); got != "FailedMount,SecretRotationFailed,SecretRotationComplete" {
+	if got := strings.Join(td.events(), ","); got != "FailedMount×1,SecretRotationFailed×1,SecretRotationComplete×1" {
 		t.Errorf("events %s", got)
+	}
+}
+
+// TestEmptyTmpfsIsNotAMount: a tmpfs mounted without its payload (the
+// driver died between mounting and writing, or a clean-up unmount failed)
+// is not reported as published: kubelet's retry mounts it for real, and if
+// that fails it fails and cleans up, instead of a pod starting with an
+// empty volume.
+func TestEmptyTmpfsIsNotAMount(t *testing.T) {
+	td := newTestDriver(t, func(c *Config) { c.Rotation = false })
+	r := td.req("vol", nil)
+	if err := atomicdir.MountTmpfs(r.TargetPath); err != nil {
+		t.Fatal(err)
+	}
+	td.prov.set(fails(status.Error(codes.NotFound, "secret1 does not exist")))
+	if err := td.publish(r); status.Code(err) != codes.NotFound {
+		t.Fatalf("publish over an empty tmpfs: %v, want the provider's failure", err)
+	}
+	if ok, _ := atomicdir.Mounted(r.TargetPath); ok {
+		t.Error("the empty tmpfs is still mounted after the failed mount")
+	}
+	if err := atomicdir.MountTmpfs(r.TargetPath); err != nil {
+		t.Fatal(err)
+	}
+	td.prov.set(serves("v1"))
+	if err := td.publish(r); err != nil || td.read(r, "s") != "v1" {
+		t.Fatalf("publish over an empty tmpfs: %v, content %q", err, td.read(r, "s"))
+	}
+}
+
+// TestPodCannotRewriteClass: volumeAttributes other than
+// secretProviderClass never reach the provider (upstream merged them over
+// the class's parameters); the pod gets one Warning Event naming them.
+func TestPodCannotRewriteClass(t *testing.T) {
+	td := newTestDriver(t, nil)
+	r := td.req("vol", map[string]string{"keyvaultName": "attackers-vault", "useVMManagedIdentity": "true"})
+	for range 2 {
+		if err := td.publish(r); err != nil {
+			t.Fatal(err)
+		}
+		td.now = td.now.Add(2 * time.Minute)
+	}
+	attrs := td.prov.last().GetAttributes()
+	if !strings.Contains(attrs, `"keyvaultName":"class-vault"`) || strings.Contains(attrs, "attackers-vault") || strings.Contains(attrs, "useVMManagedIdentity") {
+		t.Errorf("the provider got the pod's attributes: %s", attrs)
+	}
+	for _, k := range []string{"csi.storage.k8s.io/pod.name", "csi.storage.k8s.io/pod.uid", "csi.storage.k8s.io/ephemeral"} {
+		if !strings.Contains(attrs, k) {
+			t.Errorf("kubelet's %s was not passed on", k)
+		}
+	}
+	if got := td.events(); !slices.Equal(got, []string{"IgnoredVolumeAttributes×1"}) {
+		t.Errorf("events %v, want one IgnoredVolumeAttributes", got)
+	}
+	if msg := td.eventMessages(); !strings.Contains(msg, "keyvaultName, useVMManagedIdentity ignored") {
+		t.Errorf("event message %q does not name the ignored attributes", msg)
+	}
+}
+
+// TestRepeatedFailureOneEvent: kubelet retrying a failing mount updates
+// one Event's count rather than creating an Event per retry.
+func TestRepeatedFailureOneEvent(t *testing.T) {
+	td := newTestDriver(t, nil)
+	r := td.req("vol", nil)
+	td.prov.set(fails(status.Error(codes.NotFound, "secret1 does not exist")))
+	for range 5 {
+		td.publish(r)
+	}
+	if got := td.events(); !slices.Equal(got, []string{"FailedMount×5"}) {
+		t.Errorf("events %v, want one FailedMount with count 5", got)
+	}
+	td.prov.set(fails(status.Error(codes.NotFound, "another reason")))
+	td.publish(r)
+	if got := td.events(); len(got) != 2 {
+		t.Errorf("events %v: a different message must be its own Event", got)
+	}
+}
+
+// TestRotatedOutSecretLeaves: after a rotation the old payload, holding
+// the old secret, is removed once the grace has passed, with no further
+// write.
+func TestRotatedOutSecretLeaves(t *testing.T) {
+	td := newTestDriver(t, nil)
+	r := td.req("vol", nil)
+	td.prov.set(serves("old-secret-value"))
+	if err := td.publish(r); err != nil {
+		t.Fatal(err)
+	}
+	td.prov.set(serves("new-secret-value"))
+	td.now = td.now.Add(2 * time.Minute)
+	if err := td.publish(r); err != nil || td.read(r, "s") != "new-secret-value" {
+		t.Fatalf("rotation: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		found := false
+		filepath.WalkDir(r.TargetPath, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if b, _ := os.ReadFile(p); string(b) == "old-secret-value" {
+					found = true
+				}
+			}
+			return nil
+		})
+		if !found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rotated-out secret is still in the volume 5 s after the rotation")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestProviderCodes: a provider's gRPC code and message pass through
+// (Unknown stays Unknown: final for kubelet, not "maybe in progress"); a
+// response over the size limit names the flag; a stalled provider's
+// deadline names the provider and the class.
+func TestProviderCodes(t *testing.T) {
+	tests := []struct {
+		name     string
+		tune     func(*Config)
+		answer   func(*v1alpha1.MountRequest) (*v1alpha1.MountResponse, error)
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{"unknown passes", nil, fails(errors.New("failed to mount objects, error: boom")), codes.Unknown, "boom"},
+		{"permission denied passes", nil, fails(status.Error(codes.PermissionDenied, "no access")), codes.PermissionDenied, "no access"},
+		{"too large", nil, func(*v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+			return &v1alpha1.MountResponse{Files: []*v1alpha1.File{{Path: "big", Mode: 0o644, Contents: make([]byte, 2<<20)}}}, nil
+		}, codes.ResourceExhausted, "--max-call-recv-msg-size"},
+		{"stalled", func(c *Config) { c.ProviderTimeout = 300 * time.Millisecond }, func(*v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+			time.Sleep(time.Second)
+			return nil, errors.New("too late")
+		}, codes.DeadlineExceeded, "provider script did not answer within 300ms for SecretProviderClass default/spc (pod default/p)"},
+		{"provider error code", nil, func(*v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+			return &v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: "GRPCProviderError"}}, nil
+		}, codes.Internal, "error code GRPCProviderError"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			td := newTestDriver(t, func(c *Config) {
+				c.Providers = nil
+				if tt.tune != nil {
+					tt.tune(c)
+				}
+			})
+			td.node.d.cfg.Providers = providersWithLimit(td.dir, 1<<20)
+			td.prov.set(tt.answer)
+			err := td.publish(td.req("vol", nil))
+			st := status.Convert(err)
+			if st.Code() != tt.wantCode || !strings.Contains(st.Message(), tt.wantMsg) {
+				t.Errorf("got %v %q, want %v containing %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestClassesFromCache: with the watch-fed class cache, a hundred mounts
+// read no class from the API server and write one status object each.
+func TestClassesFromCache(t *testing.T) {
+	td := newTestDriver(t, nil)
+	classes := NewClasses(td.dyn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := classes.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	td.node.d.cfg.Classes = classes
+	td.dyn.ClearActions()
+	for i := range 100 {
+		r := td.req("vol-"+strings.Repeat("x", i%3)+string(rune('a'+i%26))+time.Duration(i).String(), map[string]string{"csi.storage.k8s.io/pod.name": "p" + time.Duration(i).String()})
+		if err := td.publish(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := td.apiCalls()
+	if calls["get secretproviderclasses"] != 0 || calls["create secretproviderclasspodstatuses"] != 100 || len(calls) != 1 {
+		t.Errorf("API requests for 100 mounts: %v; want only 100 status creates", calls)
+	}
+}
+
+// TestQuietByDefault: at the default level a successful mount and an
+// unchanged refresh log nothing; a failure and a rotation do.
+func TestQuietByDefault(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	td := newTestDriver(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	r := td.req("vol", nil)
+	for range 3 {
+		if err := td.publish(r); err != nil {
+			t.Fatal(err)
+		}
+		td.now = td.now.Add(2 * time.Minute)
+	}
+	mu.Lock()
+	quiet := logs.Len()
+	mu.Unlock()
+	if quiet != 0 {
+		t.Errorf("successful mounts logged at the default level: %s", logs.String())
+	}
+	td.prov.set(serves("v2"))
+	td.publish(r)
+	td.prov.set(fails(status.Error(codes.NotFound, "gone")))
+	td.publish(td.req("other", nil))
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "rotated") || !strings.Contains(logs.String(), "publish failed") {
+		t.Errorf("a rotation and a failure must be logged: %q", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestNoRetryOfProviderFailures: the driver calls the provider once per
+// publish, also when it answers Unavailable: the provider retried what
+// was worth retrying, and kubelet retries the mount.
+func TestNoRetryOfProviderFailures(t *testing.T) {
+	td := newTestDriver(t, nil)
+	td.prov.set(fails(status.Error(codes.Unavailable, `key vault "kv" answered 503`)))
+	err := td.publish(td.req("vol", nil))
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v", err)
+	}
+	td.prov.mu.Lock()
+	defer td.prov.mu.Unlock()
+	if n := len(td.prov.requests); n != 1 {
+		t.Errorf("the provider was called %d times for one publish", n)
 	}
 }

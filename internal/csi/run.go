@@ -19,11 +19,27 @@ import (
 	"kvmount.dev/kvmount/internal/socket"
 )
 
-// Serve runs the CSI services on endpoint, kubelet registration in
-// registrationDir (empty: none) and /healthz and /metrics on their
-// addresses (empty: none), until ctx ends. Mounts survive: stopping the
-// driver never unmounts a pod's volume.
-func (d *Driver) Serve(ctx context.Context, endpoint, registrationDir, healthAddr, metricsAddr string, reg *prometheus.Registry) error {
+// ServeConfig says where the driver serves.
+type ServeConfig struct {
+	// Endpoint is the CSI socket kubelet calls (unix://…).
+	Endpoint string
+	// RegistrationDir is kubelet's plugins_registry; empty: no
+	// registration.
+	RegistrationDir string
+	// HealthAddr and MetricsAddr serve /healthz and /metrics; empty: not
+	// served. Registry holds the metrics.
+	HealthAddr, MetricsAddr string
+	Registry                *prometheus.Registry
+}
+
+// Serve fills the class cache, then runs the CSI services, kubelet
+// registration, /healthz and /metrics until ctx ends. Mounts survive:
+// stopping the driver never unmounts a pod's volume.
+func (d *Driver) Serve(ctx context.Context, sc ServeConfig) error {
+	if err := d.cfg.Classes.Run(ctx); err != nil {
+		return err
+	}
+	endpoint, registrationDir := sc.Endpoint, sc.RegistrationDir
 	lis, err := socket.Listen(endpoint, 0o750)
 	if err != nil {
 		return err
@@ -45,7 +61,7 @@ func (d *Driver) Serve(ctx context.Context, endpoint, registrationDir, healthAdd
 		servers = append(servers, rs)
 		eg.Go(func() error { return rs.Serve(rl) })
 	}
-	for _, h := range d.httpServers(healthAddr, metricsAddr, reg) {
+	for _, h := range d.httpServers(sc.HealthAddr, sc.MetricsAddr, sc.Registry) {
 		eg.Go(func() error { return serve.HTTP(ctx, h) })
 	}
 	eg.Go(func() error {

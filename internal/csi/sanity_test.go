@@ -25,7 +25,7 @@ func TestSanity(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	endpoint := "unix://" + filepath.Join(dir, "csi.sock")
 	done := make(chan error, 1)
-	go func() { done <- d.Serve(ctx, endpoint, "", "", "", nil) }()
+	go func() { done <- d.Serve(ctx, ServeConfig{Endpoint: endpoint}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -54,9 +54,39 @@ func (c *Cluster) writePKI(context.Context) error {
 	if _, err = c.kubeconfig("controller-manager", pki.Spec{CommonName: "system:kube-controller-manager", Client: true}); err != nil {
 		return err
 	}
-	_, err = c.kubeconfig("scheduler", pki.Spec{CommonName: "system:kube-scheduler", Client: true})
-	return err
+	if _, err = c.kubeconfig("scheduler", pki.Spec{CommonName: "system:kube-scheduler", Client: true}); err != nil {
+		return err
+	}
+	return c.writeAuditPolicy()
 }
+
+// ServiceAccountKubeconfig writes (once) a kubeconfig that authenticates
+// as service account ns/name: a client certificate with the account's user
+// name and groups, so that RBAC bindings to the service account apply to
+// a process run outside a pod exactly as to the pod.
+func (c *Cluster) ServiceAccountKubeconfig(ns, name string) (string, error) {
+	return c.kubeconfig("sa-"+ns+"-"+name, pki.Spec{CommonName: "system:serviceaccount:" + ns + ":" + name,
+		Orgs: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}, Client: true})
+}
+
+// AuditedUsers are the users whose requests the API server's audit log
+// records (Cluster.AuditLog): the Secrets Store CSI driver's service
+// account, so that its load on the API server can be read from the API
+// server's own records.
+var AuditedUsers = []string{"system:serviceaccount:kube-system:secrets-store-csi-driver"}
+
+func (c *Cluster) writeAuditPolicy() error {
+	policy := "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  users:\n"
+	for _, u := range AuditedUsers {
+		policy += "  - " + u + "\n"
+	}
+	policy += "- level: None\n"
+	return pki.WriteFileAtomic(c.path("audit-policy.yaml"), []byte(policy), 0o600)
+}
+
+// AuditLog is the API server's audit log (JSON lines, one per request of
+// AuditedUsers, at the Metadata level).
+func (c *Cluster) AuditLog() string { return c.path("logs", "audit.log") }
 
 // kubeconfig issues a client certificate and writes <dir>/<name>.kubeconfig.
 func (c *Cluster) kubeconfig(name string, spec pki.Spec) (string, error) {
@@ -113,6 +143,11 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--service-account-signing-key-file="+pkiDir+"/sa.key",
 		"--service-cluster-ip-range="+serviceCIDR,
 		"--authorization-mode=Node,RBAC",
+		// Changing ownerReferences then needs delete on the object, as on
+		// clusters that enable it: the driver's RBAC must work there.
+		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+		"--audit-policy-file="+c.path("audit-policy.yaml"), "--audit-log-path="+c.AuditLog(),
+		"--audit-log-format=json", "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=1")

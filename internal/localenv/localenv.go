@@ -39,7 +39,10 @@ type Config struct {
 	SyncFrequency time.Duration
 	// RotationPollInterval is the driver's (default 2m).
 	RotationPollInterval time.Duration
-	Logf                 func(format string, args ...any)
+	// KeyVaultLatency is added to every Key Vault request (azsim
+	// --latency), to model a remote service.
+	KeyVaultLatency time.Duration
+	Logf            func(format string, args ...any)
 }
 
 // Env is a running environment.
@@ -172,6 +175,9 @@ func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
 	}
 	_ = os.Remove(filepath.Join(e.AzsimDir, "endpoints.json"))
 	args := []string{"serve", "--data-dir", e.AzsimDir, "--addr", addr}
+	if e.cfg.KeyVaultLatency > 0 {
+		args = append(args, "--latency", e.cfg.KeyVaultLatency.String())
+	}
 	if kubeconfig != "" {
 		args = append(args, "--kubeconfig", kubeconfig, "--trust-ca", e.Cluster.CAPath())
 	}

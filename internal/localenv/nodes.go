@@ -16,14 +16,14 @@ import (
 	"kvmount.dev/kvmount/internal/csi"
 )
 
-// applyManifests applies the secrets-store and aad-pod-identity CRDs and
-// the CSIDriver.
+// applyManifests applies the secrets-store and aad-pod-identity CRDs, the
+// CSIDriver and the driver's RBAC, which the drivers run under.
 func (e *Env) applyManifests(ctx context.Context) error {
 	files, err := fs.Glob(deploy.Manifests, "crds/*.yaml")
 	if err != nil {
 		return err
 	}
-	for _, f := range append(files, "csidriver.yaml") {
+	for _, f := range append(files, "csidriver.yaml", "rbac.yaml", "rbac-secret-sync.yaml") {
 		b, err := deploy.Manifests.ReadFile(f)
 		if err != nil {
 			return err
@@ -70,10 +70,9 @@ func (e *Env) StartProvider(i int) error {
 	args := []string{"--endpoint", "unix://" + n.ProviderSocket, "--imds-endpoint", n.IMDS, "--nmi-endpoint", n.NMI,
 		"--cloud-name", "AzureStackCloud", "--cloud-env-file", e.CloudEnvFile,
 		"--ca-file", ep.CA, "--host-override", azsim.HostSuffix + "=" + ep.Address,
-		"--healthz-addr", "", "--metrics-addr", ""}
+		"--healthz-addr", "", "--metrics-addr", "", "--node-name", n.Name}
 	if e.cfg.RotationPollInterval > 0 {
-		// The node cache may hold an object for one poll interval: a new
-		// version shows within two.
+		// The node cache's epochs are the driver's rotation epochs.
 		args = append(args, "--cache-ttl", e.cfg.RotationPollInterval.String())
 	}
 	return e.Cluster.Run(n.Name+"-provider", e.bin("provider-azure"), args...)
@@ -82,10 +81,16 @@ func (e *Env) StartProvider(i int) error {
 // StartDriver runs node i's CSI driver.
 func (e *Env) StartDriver(i int) error {
 	n := e.Nodes[i]
+	// The driver acts as its service account, under deploy/rbac.yaml's
+	// least privilege, as in a cluster.
+	kubeconfig, err := e.Cluster.ServiceAccountKubeconfig("kube-system", "secrets-store-csi-driver")
+	if err != nil {
+		return err
+	}
 	args := []string{"--endpoint", "unix://" + n.DriverSocket, "--nodeid", n.Name,
 		"--provider-volume", n.ProviderDir, "--additional-provider-volume-paths", "",
 		"--registration-dir", filepath.Join(e.Cluster.Nodes[i].RootDir, "plugins_registry"),
-		"--kubeconfig", e.Cluster.KubeconfigPath, "--healthz-addr", "", "--metrics-addr", ""}
+		"--kubeconfig", kubeconfig, "--healthz-addr", "", "--metrics-addr", "", "--enable-secret-rotation=true"}
 	if e.cfg.RotationPollInterval > 0 {
 		args = append(args, "--rotation-poll-interval", e.cfg.RotationPollInterval.String())
 	}

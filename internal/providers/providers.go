@@ -27,10 +27,13 @@ var (
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`)
 
-// serviceConfig retries a call while the provider restarts (UNAVAILABLE),
-// and waits for its socket to come back rather than failing at once.
-const serviceConfig = `{"methodConfig":[{"name":[{"service":"v1alpha1.CSIDriverProvider"}],"waitForReady":true,
-"retryPolicy":{"MaxAttempts":3,"InitialBackoff":"1s","MaxBackoff":"10s","BackoffMultiplier":1.1,"RetryableStatusCodes":["UNAVAILABLE"]}}]}`
+// serviceConfig waits for a provider's socket to come back (a provider
+// restarting) rather than failing at once. It retries nothing: a provider
+// that answered has already retried what was worth retrying (Key Vault's
+// 5xx, a throttled vault's Retry-After), and retrying its Unavailable
+// here multiplied the load on a struggling vault; kubelet retries the
+// mount itself.
+const serviceConfig = `{"methodConfig":[{"name":[{"service":"v1alpha1.CSIDriverProvider"}],"waitForReady":true}]}`
 
 // Clients finds and dials providers.
 type Clients struct {

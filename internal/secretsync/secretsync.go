@@ -35,6 +35,19 @@ import (
 // ManagedLabel marks Secrets the driver created, as upstream does.
 const ManagedLabel = "secrets-store.csi.k8s.io/managed"
 
+// NotManagedError is a Secret of the same name that the driver did not
+// create. The driver never takes one over: it would overwrite its data and
+// make it pod-owned, so deleted with the pod — a way for anyone who may
+// create pods and classes, but not write Secrets, to overwrite or delete
+// any Secret of the namespace.
+type NotManagedError struct {
+	Namespace, Name string
+}
+
+func (e *NotManagedError) Error() string {
+	return fmt.Sprintf("Secret %s/%s exists and was not created by the Secrets Store CSI driver (it lacks the label %s=true), so it is left alone: choose another secretName, or delete that Secret and let the driver create it", e.Namespace, e.Name, ManagedLabel)
+}
+
 // Owner is the pod a Secret is synced for.
 type Owner struct {
 	Namespace, Name string
@@ -132,6 +145,9 @@ func apply(ctx context.Context, kube dynamic.Interface, want *corev1.Secret, own
 		}
 		if err != nil {
 			return false, err
+		}
+		if cur.Labels[ManagedLabel] != "true" {
+			return false, &NotManagedError{Namespace: cur.Namespace, Name: cur.Name}
 		}
 		if cur.Type != want.Type {
 			return false, fmt.Errorf("exists with type %s, the class asks for %s; Secret types cannot change: delete it", cur.Type, want.Type)

@@ -3,6 +3,7 @@ package secretsync
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"strings"
 	"testing"
 
@@ -97,5 +98,29 @@ func TestBuildRefuses(t *testing.T) {
 				t.Errorf("got %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestSyncNeverTakesOver: a Secret of the class's secretName that the
+// driver did not create (no managed label) is refused and left exactly as
+// it was: not overwritten, not labelled, not made pod-owned.
+func TestSyncNeverTakesOver(t *testing.T) {
+	c := fakeClient()
+	ctx := context.Background()
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-password", Namespace: "ns", Labels: map[string]string{"owner": "dba"}},
+		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"password": []byte("the-dbas-own")}}
+	if _, err := (typedSecrets{c.Resource(secretsGVR).Namespace("ns")}).Create(ctx, theirs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := writes(c)
+	objs := []*v1.SecretObject{{SecretName: "db-password", Type: "Opaque", Data: []*v1.SecretObjectData{{ObjectName: "secret1", Key: "password"}}}}
+	_, err := Sync(ctx, c, Owner{Namespace: "ns", Name: "attacker", UID: "u"}, objs, map[string][]byte{"secret1": []byte("overwritten")})
+	var nm *NotManagedError
+	if !errors.As(err, &nm) || !strings.Contains(err.Error(), "choose another secretName") {
+		t.Fatalf("got %v, want a NotManagedError that says what to do", err)
+	}
+	got := get(t, c, "db-password")
+	if writes(c) != before || string(got.Data["password"]) != "the-dbas-own" || len(got.OwnerReferences) != 0 || got.Labels[ManagedLabel] != "" {
+		t.Errorf("the Secret was touched: writes %d→%d, data %q, owners %v, labels %v", before, writes(c), got.Data["password"], got.OwnerReferences, got.Labels)
 	}
 }

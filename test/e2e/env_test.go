@@ -27,6 +27,12 @@ import (
 // startEnv starts the environment with a fast rotation pace.
 func startEnv(t testing.TB, nodes int) (*localenv.Env, kubernetes.Interface) {
 	t.Helper()
+	return startEnvWith(t, nodes, nil)
+}
+
+// startEnvWith is startEnv with the configuration tuned.
+func startEnvWith(t testing.TB, nodes int, tune func(*localenv.Config)) (*localenv.Env, kubernetes.Interface) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("runs kubelets and mounts tmpfs: run as root (make test)")
 	}
@@ -48,8 +54,12 @@ func startEnv(t testing.TB, nodes int) (*localenv.Env, kubernetes.Interface) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	env, err := localenv.Start(ctx, localenv.Config{Dir: dir, BinDir: bin, Nodes: nodes,
-		SyncFrequency: 2 * time.Second, RotationPollInterval: 2 * time.Second, Logf: t.Logf})
+	cfg := localenv.Config{Dir: dir, BinDir: bin, Nodes: nodes,
+		SyncFrequency: 2 * time.Second, RotationPollInterval: 2 * time.Second, Logf: t.Logf}
+	if tune != nil {
+		tune(&cfg)
+	}
+	env, err := localenv.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,7 +113,7 @@ func (h *Handler) authorizeRBAC(v store.Vault, c caller, kind, perm, name string
 		if !strings.EqualFold(ra.PrincipalID, c.claims.ObjectID) {
 			continue
 		}
-		if !strings.HasPrefix(strings.ToLower(resource), strings.ToLower(ra.Scope)) {
+		if !scopeCovers(ra.Scope, resource) {
 			continue
 		}
 		if slices.Contains(roleGrants[strings.ToLower(ra.Role)], kind+":"+perm) {
@@ -123,6 +123,15 @@ func (h *Handler) authorizeRBAC(v store.Vault, c caller, kind, perm, name string
 	return &apiError{status: http.StatusForbidden, code: "Forbidden", inner: "ForbiddenByRbac", msg: fmt.Sprintf(
 		"Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: %s\r\nAction: '%s'\r\nResource: '%s'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\nVault: %s;location=%s\r\n",
 		c, action, strings.ToLower(resource), v.Name, v.Location)}
+}
+
+// scopeCovers reports whether an RBAC scope covers resource: the same
+// resource or one below it, path segment by path segment (a role on vault
+// kv1 does not grant kv10, a role on secret s does not grant s2).
+func scopeCovers(scope, resource string) bool {
+	scope = strings.TrimSuffix(strings.ToLower(scope), "/")
+	resource = strings.ToLower(resource)
+	return resource == scope || strings.HasPrefix(resource, scope+"/")
 }
 
 func (h *Handler) vaultResourceID(v store.Vault) string {

@@ -1,10 +1,11 @@
 // Package nmi serves one node's aad-pod-identity Node Managed Identity
 // endpoint, GET /host/token/, as the Secrets Store Azure provider calls it in
 // pod-identity mode: the pod named by the podname/podns headers is resolved
-// through the Kubernetes API (its aadpodidbinding label, an
-// AzureIdentityBinding with that selector, the AzureIdentity it names), and
-// the token comes from the node's IMDS for that identity, as NMI in managed
-// mode does. Errors are plain text, as NMI writes them with http.Error.
+// through the cluster (its aadpodidbinding label, an AzureIdentityBinding
+// with that selector, the AzureIdentity it names; from a watch-fed Cache),
+// and the token comes from the node's IMDS for that identity, as NMI in
+// managed mode does. Errors are plain text, as NMI writes them with
+// http.Error.
 package nmi
 
 import (
@@ -18,11 +19,8 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 )
 
 // BindingLabel is the pod label an AzureIdentityBinding selects on.
@@ -36,7 +34,8 @@ var (
 
 // Config wires one node's NMI.
 type Config struct {
-	Kube dynamic.Interface
+	// Cache is the cluster as the NMIs see it (shared by all nodes).
+	Cache *Cache
 	// IMDSURL is the node's IMDS, where tokens come from.
 	IMDSURL string
 	// Node is the node's name, for error messages.
@@ -93,28 +92,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // identityFor resolves the pod's user-assigned identity client ID through
 // its aadpodidbinding label.
 func (h *Handler) identityFor(ctx context.Context, ns, name, wantClientID string) (string, error) {
-	pod, err := h.cfg.Kube.Resource(podsGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("pod %s/%s not found on node %s", ns, name, h.cfg.Node)
+	c := h.cfg.Cache
+	if !c.synced(ctx) {
+		return "", fmt.Errorf("NMI on node %s: the cluster's pods and bindings are not readable yet", h.cfg.Node)
 	}
-	if err != nil {
-		return "", fmt.Errorf("get pod %s/%s: %w", ns, name, err)
+	pod := c.pod(ctx, ns, name)
+	if pod == nil {
+		return "", fmt.Errorf("pod %s/%s not found on node %s", ns, name, h.cfg.Node)
 	}
 	selector := pod.GetLabels()[BindingLabel]
 	if selector == "" {
 		return "", fmt.Errorf("no AzureIdentityBinding matches pod %s/%s: the pod has no %q label; add the label with the selector of an AzureIdentityBinding in namespace %s", ns, name, BindingLabel, ns)
 	}
-	bindings, err := h.cfg.Kube.Resource(bindingsGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return "", fmt.Errorf("list AzureIdentityBindings in %s: %w", ns, err)
-	}
-	for _, b := range bindings.Items {
+	for _, b := range c.bindingsIn(ns) {
 		sel, _, _ := unstructured.NestedString(b.Object, "spec", "selector")
 		idName, _, _ := unstructured.NestedString(b.Object, "spec", "azureIdentity")
 		if sel != selector {
 			continue
 		}
-		clientID, err := h.clientID(ctx, ns, idName)
+		clientID, err := h.clientID(ns, idName)
 		if err != nil {
 			return "", err
 		}
@@ -126,10 +122,10 @@ func (h *Handler) identityFor(ctx context.Context, ns, name, wantClientID string
 		ns, selector, ns, name, BindingLabel)
 }
 
-func (h *Handler) clientID(ctx context.Context, ns, name string) (string, error) {
-	id, err := h.cfg.Kube.Resource(identitiesGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return "", fmt.Errorf("AzureIdentity %s/%s named by a binding: %w", ns, name, err)
+func (h *Handler) clientID(ns, name string) (string, error) {
+	id := h.cfg.Cache.identity(ns, name)
+	if id == nil {
+		return "", fmt.Errorf("AzureIdentity %s/%s named by a binding does not exist", ns, name)
 	}
 	typ, _, _ := unstructured.NestedInt64(id.Object, "spec", "type")
 	if typ != 0 {
