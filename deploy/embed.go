@@ -4,7 +4,7 @@ package deploy
 
 import "embed"
 
-// Manifests holds crds/*.yaml, csidriver.yaml and the driver's RBAC.
+// Manifests holds crds/*.yaml, csidriver.yaml and the driver's and provider's RBAC.
 //
-//go:embed crds/*.yaml csidriver.yaml rbac.yaml rbac-secret-sync.yaml
+//go:embed crds/*.yaml csidriver.yaml rbac.yaml rbac-secret-sync.yaml rbac-provider-azure.yaml
 var Manifests embed.FS

@@ -1,81 +1,48 @@
 // Command secrets-store-csi-driver is the Secrets Store CSI node plugin:
 // one container per node that registers itself with kubelet, mounts a tmpfs
-// per pod volume, and fills it from the SecretProviderClass's provider.
+// per pod volume, and fills it from the SecretProviderClass's provider. It
+// takes every flag of the upstream driver (v1.6) with the same meaning, so
+// upstream's DaemonSet runs it unchanged.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kvmount.dev/kvmount/internal/csi"
+	"kvmount.dev/kvmount/internal/logs"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/serve"
 )
 
+// version is set at build time (-ldflags -X main.version=…).
 var version = "v0.1.0"
-
-// config is what the flags say.
-type config struct {
-	endpoint, driverName, nodeID, providerDir, extraProviderDirs string
-	registrationDir, healthAddr, metricsAddr, kubeconfig         string
-	rotation, jsonLogs, debug, version                           bool
-	pollInterval, providerTimeout                                time.Duration
-	maxRecvMsg, burst                                            int
-	qps                                                          float64
-}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
+	logs.Flush()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "secrets-store-csi-driver:", err)
 		os.Exit(1)
 	}
-}
-
-func parse(args []string) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("secrets-store-csi-driver", flag.ContinueOnError)
-	fs.StringVar(&c.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI socket kubelet calls")
-	fs.StringVar(&c.driverName, "drivername", csi.DriverName, "CSI driver name")
-	fs.StringVar(&c.nodeID, "nodeid", os.Getenv("KUBE_NODE_NAME"), "this node's name (default $KUBE_NODE_NAME)")
-	fs.StringVar(&c.providerDir, "provider-volume", "/var/run/secrets-store-csi-providers", "directory of provider sockets")
-	fs.StringVar(&c.extraProviderDirs, "additional-provider-volume-paths", "/etc/kubernetes/secrets-store-csi-providers", "more provider socket directories, comma-separated, searched first")
-	fs.StringVar(&c.registrationDir, "registration-dir", "/var/lib/kubelet/plugins_registry", "kubelet's plugin registration directory (empty: do not register)")
-	fs.StringVar(&c.healthAddr, "healthz-addr", ":9808", "address of /healthz (empty disables)")
-	fs.StringVar(&c.metricsAddr, "metrics-addr", ":8095", "address of Prometheus /metrics (empty disables)")
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster)")
-	fs.BoolVar(&c.rotation, "enable-secret-rotation", false, "refresh mounted volumes on kubelet's republish, once per --rotation-poll-interval")
-	fs.DurationVar(&c.pollInterval, "rotation-poll-interval", 2*time.Minute, "rotation epoch: each mounted volume is refreshed once per interval")
-	fs.DurationVar(&c.providerTimeout, "provider-timeout", 100*time.Second, "limit of one provider Mount (under kubelet's 2m)")
-	fs.IntVar(&c.maxRecvMsg, "max-call-recv-msg-size", 4<<20, "largest provider response accepted, bytes")
-	fs.Float64Var(&c.qps, "kube-api-qps", 50, "requests per second to the API server (its status objects, events, synced Secrets)")
-	fs.IntVar(&c.burst, "kube-api-burst", 100, "burst of requests to the API server")
-	fs.BoolVar(&c.jsonLogs, "log-format-json", false, "log JSON")
-	fs.BoolVar(&c.debug, "v", false, "debug logging (never secrets)")
-	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if !c.version && c.nodeID == "" {
-		return c, fmt.Errorf("--nodeid is required (or set KUBE_NODE_NAME from spec.nodeName)")
-	}
-	return c, nil
 }
 
 func run(ctx context.Context, args []string) error {
@@ -85,13 +52,18 @@ func run(ctx context.Context, args []string) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(24 << 20)
 	}
-	c, err := parse(args)
+	c, err := parse(args, os.Stdout)
 	if err != nil || c.version {
 		if c.version {
 			fmt.Printf("{\"version\":%q}\n", version)
 		}
 		return err
 	}
+	log, err := c.logs.Logger()
+	if err != nil {
+		return err
+	}
+	c.logSettings(log)
 	rc, err := restConfig(c.kubeconfig)
 	if err != nil {
 		return err
@@ -100,24 +72,30 @@ func run(ctx context.Context, args []string) error {
 	// come from a watch): set deliberately rather than client-go's 5/s,
 	// which made a 110-pod storm wait tens of seconds on the client.
 	rc.QPS, rc.Burst = float32(c.qps), c.burst
+	rc.UserAgent = "secrets-store-csi-driver/" + version + " (kvmount)"
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var dirs []string
-	for _, d := range strings.Split(c.extraProviderDirs, ",") {
-		if d = strings.TrimSpace(d); d != "" {
-			dirs = append(dirs, d)
-		}
-	}
-	provs := providers.New(append(dirs, c.providerDir), c.maxRecvMsg)
+	provs := providers.New(c.providerDirs(), c.maxRecvMsg)
 	defer provs.Close()
 	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Dynamic: dyn, Classes: csi.NewClasses(dyn),
 		RotationPollInterval: c.pollInterval, Rotation: c.rotation, ProviderTimeout: c.providerTimeout,
-		Logger: logger(c), Metrics: csi.NewMetrics(reg), Version: version})
-	return d.Serve(ctx, csi.ServeConfig{Endpoint: c.endpoint, RegistrationDir: c.registrationDir, HealthAddr: c.healthAddr, MetricsAddr: c.metricsAddr, Registry: reg})
+		Logger: log, Metrics: csi.NewMetrics(reg), Version: version})
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		return d.Serve(ctx, csi.ServeConfig{Endpoint: c.endpoint, RegistrationDir: c.registrationDir(log), HealthAddr: c.healthAddr,
+			MetricsAddr: c.metricsAddr, Registry: reg})
+	})
+	if c.healthCheck {
+		eg.Go(func() error { provs.HealthCheck(ctx, c.healthInterval, log); return nil })
+	}
+	if c.pprof {
+		eg.Go(func() error { return serve.HTTP(ctx, serve.PProf(c.pprofPort)) })
+	}
+	return eg.Wait()
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -130,5 +108,3 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	}
 	return rc, nil
 }
-
-func logger(c config) *slog.Logger { return serve.Logger(c.jsonLogs, c.debug) }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"kvmount.dev/kvmount/internal/epoch"
+	"kvmount.dev/kvmount/internal/events"
 	"kvmount.dev/kvmount/internal/providers"
 )
 
@@ -50,7 +51,7 @@ type Config struct {
 type Driver struct {
 	cfg    Config
 	clock  epoch.Clock
-	events *events
+	events *events.Recorder
 
 	mu      sync.Mutex // guards volumes
 	volumes map[string]*volume
@@ -97,7 +98,7 @@ func New(cfg Config) *Driver {
 		cfg.Classes = &Classes{dyn: cfg.Dynamic}
 	}
 	d := &Driver{cfg: cfg, clock: epoch.ForNode(cfg.NodeID, cfg.RotationPollInterval), volumes: map[string]*volume{}}
-	d.events = newEvents(cfg.Dynamic, cfg.NodeID, cfg.Now, cfg.Logger)
+	d.events = events.New(events.Config{Dynamic: cfg.Dynamic, Component: "secrets-store-csi-driver", Instance: cfg.NodeID, Now: cfg.Now, Logger: cfg.Logger})
 	return d
 }
 

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
+	"kvmount.dev/kvmount/internal/events"
 	"kvmount.dev/kvmount/internal/providers"
 )
 
@@ -95,7 +96,7 @@ func newTestDriver(t testing.TB, tune func(*Config)) *testDriver {
 		"metadata": map[string]any{"name": "spc", "namespace": "default"},
 		"spec":     map[string]any{"provider": "script", "parameters": map[string]any{"keyvaultName": "class-vault", "usePodIdentity": "false"}}}}
 	td.dyn = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		v1.SecretProviderClassResource: "SecretProviderClassList", v1.SecretProviderClassPodStatusResource: "SecretProviderClassPodStatusList", eventsGVR: "EventList"}, spc)
+		v1.SecretProviderClassResource: "SecretProviderClassList", v1.SecretProviderClassPodStatusResource: "SecretProviderClassPodStatusList", events.GVR: "EventList"}, spc)
 	cfg := Config{NodeID: "n", Providers: providers.New([]string{td.dir}, 0), Dynamic: td.dyn, Rotation: true,
 		RotationPollInterval: time.Minute, Now: func() time.Time { return td.now }}
 	if tune != nil {
@@ -132,7 +133,7 @@ func (td *testDriver) read(r *csipb.NodePublishVolumeRequest, name string) strin
 
 // events lists the recorded Events as "reason×count".
 func (td *testDriver) events() []string {
-	list, _ := td.dyn.Resource(eventsGVR).Namespace("default").List(context.Background(), metav1.ListOptions{})
+	list, _ := td.dyn.Resource(events.GVR).Namespace("default").List(context.Background(), metav1.ListOptions{})
 	var out []string
 	for _, e := range list.Items {
 		reason, _, _ := unstructured.NestedString(e.Object, "reason")
@@ -143,7 +144,7 @@ func (td *testDriver) events() []string {
 }
 
 func (td *testDriver) eventMessages() string {
-	list, _ := td.dyn.Resource(eventsGVR).Namespace("default").List(context.Background(), metav1.ListOptions{})
+	list, _ := td.dyn.Resource(events.GVR).Namespace("default").List(context.Background(), metav1.ListOptions{})
 	var out []string
 	for _, e := range list.Items {
 		msg, _, _ := unstructured.NestedString(e.Object, "message")

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"kvmount.dev/kvmount/internal/atomicdir"
+	"kvmount.dev/kvmount/internal/events"
 )
 
 // Node is the CSI Node service.
@@ -92,6 +93,8 @@ type mountRequest struct {
 type podRef struct {
 	name, namespace, uid string
 }
+
+func (p podRef) ref() events.Pod { return events.Pod{Name: p.name, Namespace: p.namespace, UID: p.uid} }
 
 const tokensKey = "csi.storage.k8s.io/serviceAccount.tokens"
 

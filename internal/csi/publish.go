@@ -16,6 +16,7 @@ import (
 
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	"kvmount.dev/kvmount/internal/atomicdir"
+	"kvmount.dev/kvmount/internal/events"
 	"kvmount.dev/kvmount/internal/secretsync"
 )
 
@@ -90,7 +91,7 @@ func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, err er
 	msg := status.Convert(toStatus(err, m)).Message()
 	if out.remount {
 		out.refreshFailed = true
-		d.events.record(ctx, m.pod, eventWarning, "SecretRotationFailed", fmt.Sprintf("refreshing %s kept the previous files: %s", m.class, msg))
+		d.events.Record(ctx, m.pod.ref(), events.Warning, "SecretRotationFailed", fmt.Sprintf("refreshing %s kept the previous files: %s", m.class, msg))
 		d.cfg.Metrics.rotation(out.provider, false, codeOf(toStatus(err, m)), d.cfg.Now().Sub(out.start))
 		d.cfg.Logger.Warn("refresh failed; previous files kept", "pod", m.pod.namespace+"/"+m.pod.name, "class", m.class, "err", msg)
 		return out, nil
@@ -98,7 +99,7 @@ func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, err er
 	if uerr := atomicdir.Unmount(m.target); uerr != nil {
 		err = errors.Join(err, &localError{"clean up the failed mount", uerr})
 	}
-	d.events.record(ctx, m.pod, eventWarning, "FailedMount", fmt.Sprintf("SecretProviderClass %s: %s", m.class, msg))
+	d.events.Record(ctx, m.pod.ref(), events.Warning, "FailedMount", fmt.Sprintf("SecretProviderClass %s: %s", m.class, msg))
 	return out, err
 }
 
@@ -109,7 +110,7 @@ func (d *Driver) warnIgnored(ctx context.Context, m mountRequest, v *volume) {
 		return
 	}
 	v.warnedAttrs = true
-	d.events.record(ctx, m.pod, eventWarning, "IgnoredVolumeAttributes", fmt.Sprintf(
+	d.events.Record(ctx, m.pod.ref(), events.Warning, "IgnoredVolumeAttributes", fmt.Sprintf(
 		"volumeAttributes %s ignored: a pod may only name its SecretProviderClass; the provider's parameters come from the class %s (edit the class, or create another)",
 		strings.Join(m.ignored, ", "), m.class))
 }
@@ -188,7 +189,7 @@ func (d *Driver) afterWrite(ctx context.Context, m mountRequest, spc *v1.SecretP
 	if out.remount {
 		d.cfg.Metrics.rotation(out.provider, out.changed, "", d.cfg.Now().Sub(out.start))
 		if out.changed {
-			d.events.record(ctx, m.pod, eventNormal, "SecretRotationComplete", fmt.Sprintf("SecretProviderClass %s: new object versions mounted", m.class))
+			d.events.Record(ctx, m.pod.ref(), events.Normal, "SecretRotationComplete", fmt.Sprintf("SecretProviderClass %s: new object versions mounted", m.class))
 		}
 	}
 }
@@ -203,7 +204,7 @@ func (d *Driver) syncSecrets(ctx context.Context, m mountRequest, spc *v1.Secret
 	written, err := secretsync.Sync(ctx, d.cfg.Dynamic, owner, spc.Spec.SecretObjects, byPath)
 	d.cfg.Metrics.sync(string(spc.Spec.Provider), len(written), err == nil, time.Since(start))
 	if err != nil {
-		d.events.record(ctx, m.pod, eventWarning, "FailedToSyncSecret", err.Error())
+		d.events.Record(ctx, m.pod.ref(), events.Warning, "FailedToSyncSecret", err.Error())
 		return
 	}
 	if len(written) > 0 {

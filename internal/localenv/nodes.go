@@ -23,7 +23,7 @@ func (e *Env) applyManifests(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range append(files, "csidriver.yaml", "rbac.yaml", "rbac-secret-sync.yaml") {
+	for _, f := range append(files, "csidriver.yaml", "rbac.yaml", "rbac-secret-sync.yaml", "rbac-provider-azure.yaml") {
 		b, err := deploy.Manifests.ReadFile(f)
 		if err != nil {
 			return err
@@ -67,10 +67,14 @@ func (e *Env) StartProvider(i int) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"--endpoint", "unix://" + n.ProviderSocket, "--imds-endpoint", n.IMDS, "--nmi-endpoint", n.NMI,
+	kubeconfig, err := e.Cluster.ServiceAccountKubeconfig("kube-system", "csi-secrets-store-provider-azure")
+	if err != nil {
+		return err
+	}
+	args := []string{"--endpoint", "unix://" + n.ProviderSocket, "--imds-endpoint", n.IMDS, "--nmi-endpoint", n.NMI, "--kubeconfig", kubeconfig,
 		"--cloud-name", "AzureStackCloud", "--cloud-env-file", e.CloudEnvFile,
 		"--ca-file", ep.CA, "--host-override", azsim.HostSuffix + "=" + ep.Address,
-		"--healthz-addr", "", "--metrics-addr", "", "--node-name", n.Name}
+		"--healthz-addr", "none", "--metrics-addr", "none", "--node-name", n.Name}
 	if e.cfg.RotationPollInterval > 0 {
 		// The node cache's epochs are the driver's rotation epochs.
 		args = append(args, "--cache-ttl", e.cfg.RotationPollInterval.String())

@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,4 +111,55 @@ func (c *Clients) Close() {
 		conn.Close()
 		delete(c.conns, k)
 	}
+}
+
+// HealthCheck calls Version on every provider socket found in the
+// directories each interval until ctx ends, as upstream's
+// --provider-health-check does: a provider that does not answer within
+// five seconds is logged, with its socket.
+func (c *Clients) HealthCheck(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for _, name := range c.found() {
+			if err := c.version(ctx, name); err != nil {
+				log.Warn("provider health check failed", "provider", name, "err", err)
+			} else {
+				log.Debug("provider healthy", "provider", name)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// found lists the providers with a socket in the directories.
+func (c *Clients) found() []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, d := range c.dirs {
+		socks, _ := filepath.Glob(filepath.Join(d, "*.sock"))
+		for _, s := range socks {
+			name := strings.TrimSuffix(filepath.Base(s), ".sock")
+			if nameRE.MatchString(name) && !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
+
+func (c *Clients) version(ctx context.Context, name string) error {
+	client, err := c.client(name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = client.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"}, grpc.WaitForReady(false))
+	return err
 }

@@ -1,16 +1,14 @@
 // Package serve holds what kvmount's daemons (the CSI driver, the Azure
-// provider) share about running: an HTTP server for /healthz or /metrics
-// that fails loudly when its port is taken, and the structured logger.
+// provider) share about running: an HTTP server for /healthz, /metrics or
+// pprof that fails loudly when its port is taken.
 package serve
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 )
 
@@ -31,17 +29,4 @@ func HTTP(ctx context.Context, h *http.Server) error {
 		return err
 	}
 	return nil
-}
-
-// Logger is a text or JSON logger on stderr, at debug level when asked.
-func Logger(jsonFormat, debug bool) *slog.Logger {
-	level := slog.LevelInfo
-	if debug {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if jsonFormat {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

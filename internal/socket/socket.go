@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // Path returns the filesystem path of a unix:// endpoint. Both
@@ -48,11 +47,16 @@ func Listen(endpoint string, dirMode os.FileMode) (net.Listener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	old := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// The mode is set on the socket itself, not through the process-wide
+	// umask (which would narrow every file other goroutines create); the
+	// directory's mode guards the moment in between.
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("restrict %s: %w", path, err)
 	}
 	return l, nil
 }

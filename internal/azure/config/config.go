@@ -58,7 +58,25 @@ type Config struct {
 	// DefaultMode is the driver's file permission for objects without
 	// their own filePermission.
 	DefaultMode os.FileMode
+	// Warnings are what the class does that upstream accepts but is
+	// probably a mistake; the mount goes ahead and the pod is told.
+	Warnings []Warning
 }
+
+// Warning is one such thing, with the object it concerns ("index name";
+// empty for the class) and the fix.
+type Warning struct {
+	Object, Msg string
+}
+
+func (w Warning) String() string {
+	if w.Object != "" {
+		return fmt.Sprintf("SecretProviderClass objects[%s]: %s", w.Object, w.Msg)
+	}
+	return "SecretProviderClass: " + w.Msg
+}
+
+func (c *Config) warn(w Warning) { c.Warnings = append(c.Warnings, w) }
 
 // Pod is the pod the volume is for.
 type Pod struct {
@@ -88,11 +106,12 @@ func (e *Error) Error() string {
 	return "SecretProviderClass parameter " + e.Field + ": " + e.Msg
 }
 
-// Limits that keep one mount within what kubelet and the driver can carry.
+// Limits that keep one mount within what the driver can carry (its
+// default response limit is 4 MiB); upstream has none, and fails past it.
 const (
-	maxObjectsText = 256 << 10
-	maxObjects     = 500
-	maxHistory     = 100
+	maxObjectsText = 1 << 20
+	maxObjects     = 10000
+	maxHistory     = 1000
 )
 
 var (

@@ -151,21 +151,18 @@ func TestParseRefuses(t *testing.T) {
 		{"absolute alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: /etc/passwd")}, "", "", "absolute paths are not allowed"},
 		{"dot-dot inside name", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: a..b")}, "", "", "'..' is not allowed"},
 		{"empty element", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: a//b")}, "", "", "empty or '.' path element"},
-		{"duplicate names", map[string]string{"objects": objects("objectName: s\nobjectType: secret", "objectName: s\nobjectType: secret")}, "", "", `file "s" is also written by objects[0]`},
-		{"alias clashes with history", map[string]string{"objects": objects("objectName: a\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: a/1")}, "", "", `file "a/1" is also written`},
 		{"bad mode digits", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nfilePermission: \"0900\"")}, "", "", `filePermission "0900" is not an octal file mode`},
 		{"mode too large", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nfilePermission: \"1777\"")}, "", "", "is not an octal file mode"},
 		{"bad YAML", map[string]string{"objects": "array:\n  - |\n    objectName: [unclosed"}, "", "", "objects[0]: yaml: line 1"},
-		{"objects not an array", map[string]string{"objects": "objectName: s"}, "", "", "not a YAML mapping with an array of strings"},
-		{"unknown object field", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVerison: abc")}, "", "", "objectVerison"},
+		{"objects not an array", map[string]string{"objects": "objectName: s"}, "", "", "objects has no array (found objectName)"},
 		{"unknown type", map[string]string{"objects": objects("objectName: s\nobjectType: kubernetes.io/dockerconfigjson")}, "", "", "is not one of secret, key, cert"},
 		{"bad object name", map[string]string{"objects": objects("objectName: my_secret\nobjectType: secret")}, "", "", "is not a Key Vault object name"},
 		{"empty object name", map[string]string{"objects": objects("objectType: secret\nobjectAlias: x")}, "", "", "is not a Key Vault object name"},
 		{"bad version", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVersion: v2")}, "", "", "is not a Key Vault version"},
 		{"encoding on a key", map[string]string{"objects": objects("objectName: k\nobjectType: key\nobjectEncoding: base64")}, "", "", "objectEncoding applies to objectType secret only"},
 		{"bad encoding", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectEncoding: rot13")}, "", "", "is not one of utf-8, base64, hex"},
-		{"pfx on a cert", map[string]string{"objects": objects("objectName: c\nobjectType: cert\nobjectFormat: PFX")}, "", "", "objectFormat pfx applies to objectType secret"},
-		{"history out of range", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVersionHistory: 1000")}, "", "", "objectVersionHistory 1000 is out of range"},
+		{"history out of range", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVersionHistory: 5000")}, "", "", "objectVersionHistory 5000 is more than 1000"},
+		{"lowercase pfx on a cert", map[string]string{"objects": objects("objectName: c\nobjectType: cert\nobjectFormat: pfx")}, "", "", "objectFormat pfx applies to objectType secret"},
 		{"no objects", map[string]string{"objects": ""}, "", "", "objects is not set"},
 		{"oversized objects", map[string]string{"objects": "array:\n" + strings.Repeat("  - |\n    objectName: s\n", 20000)}, "", "", "the limit is"},
 		{"bad vault name", map[string]string{"keyvaultName": "https://kv1.vault.azure.net"}, "", "", "is not a key vault name"},
@@ -174,7 +171,6 @@ func TestParseRefuses(t *testing.T) {
 		{"missing tenant", map[string]string{"tenantId": ""}, "", "", "tenantId is not provided"},
 		{"conflicting modes", map[string]string{"usePodIdentity": "true"}, "", "", "only one identity mode"},
 		{"bad boolean", map[string]string{"useVMManagedIdentity": "yes please"}, "", "", "is not a boolean"},
-		{"clientID with VM identity", map[string]string{"clientID": "00000000-0000-0000-0000-000000000009"}, "", "", "set userAssignedIdentityID"},
 		{"bad user-assigned ID", map[string]string{"userAssignedIdentityID": "my-identity"}, "", "", "neither a client ID"},
 		{"workload identity without token", map[string]string{"useVMManagedIdentity": "", "clientID": "c"}, "", "", "tokenRequests"},
 		{"service principal without secret", map[string]string{"useVMManagedIdentity": ""}, "", "", "nodePublishSecretRef"},
@@ -208,6 +204,40 @@ func TestParseRefuses(t *testing.T) {
 	}
 }
 
+// TestParseWarns: what upstream accepts but is probably a mistake mounts,
+// with a warning that names the object and the fix.
+func TestParseWarns(t *testing.T) {
+	tests := []struct {
+		name    string
+		attrs   map[string]string
+		want    string
+		objects int
+	}{
+		{"unknown object field", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVerison: abc")}, `objects[0 s]: unknown field "objectVerison" is ignored (as upstream ignores it): did you mean objectVersion?`, 1},
+		{"unknown top-level key", map[string]string{"objects": objects("objectName: s\nobjectType: secret") + "arrays: []\n"}, `unknown field "arrays" is ignored (as upstream ignores it): did you mean array?`, 1},
+		{"PFX on a key", map[string]string{"objects": objects("objectName: k\nobjectType: key\nobjectFormat: PFX")}, "objectFormat PFX applies to objectType secret only and is ignored for a key", 1},
+		{"negative history", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVersionHistory: -1")}, "objectVersionHistory -1 mounts one version", 1},
+		{"same file twice", map[string]string{"objects": objects("objectName: s\nobjectType: secret", "objectName: s\nobjectType: secret")}, `file "s" is also written by objects[0] (secret/s); this object's is mounted`, 2},
+		{"alias over a history file", map[string]string{"objects": objects("objectName: a\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: a/1")}, `file "a/1" is also written by objects[0]`, 2},
+		{"clientID with VM identity", map[string]string{"clientID": "00000000-0000-0000-0000-000000000009"}, "set userAssignedIdentityID", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(attrs(tt.attrs), "", "", Defaults{})
+			if err != nil {
+				t.Fatalf("refused what upstream mounts: %v", err)
+			}
+			var all []string
+			for _, w := range c.Warnings {
+				all = append(all, w.String())
+			}
+			if len(c.Objects) != tt.objects || !strings.Contains(strings.Join(all, "\n"), tt.want) {
+				t.Errorf("%d objects, warnings %q; want %d objects and a warning containing %q", len(c.Objects), all, tt.objects, tt.want)
+			}
+		})
+	}
+}
+
 // FuzzParse feeds arbitrary objects text and parameters: Parse never
 // panics, fails only with *Error, and whatever it accepts has valid,
 // distinct file paths.
@@ -226,12 +256,16 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		var all []string
+		seen := map[string]bool{}
 		for _, o := range c.Objects {
 			for _, p := range o.Files() {
 				if ValidatePath(p) != nil {
 					t.Fatalf("accepted bad path %q", p)
 				}
-				all = append(all, p)
+				if !seen[p] { // a file written twice is a warning: the last one is mounted
+					all = append(all, p)
+				}
+				seen[p] = true
 			}
 		}
 		if err := atomicdir.CheckPaths(all); err != nil {

@@ -64,8 +64,9 @@ func btoi(b bool) int {
 
 func (c *Config) parseVMIdentity() error {
 	c.Mode = ModeVMManagedIdentity
-	if c.ClientID != "" && c.UserAssignedIdentityID == "" {
-		return &Error{Field: "clientID", Msg: fmt.Sprintf("clientID is the workload-identity parameter; with useVMManagedIdentity the VM's user-assigned identity goes in userAssignedIdentityID: set userAssignedIdentityID: %q and remove clientID", c.ClientID)}
+	if c.ClientID != "" {
+		// Upstream ignores clientID here too; a common mistake (#1356).
+		c.warn(Warning{Msg: fmt.Sprintf("clientID is the workload-identity parameter and is ignored with useVMManagedIdentity (as upstream ignores it): if %s is the VM's user-assigned identity to use, set userAssignedIdentityID: %q and remove clientID", c.ClientID, c.ClientID)})
 	}
 	id := c.UserAssignedIdentityID
 	if id != "" && !isGUID(id) && !strings.HasPrefix(strings.ToLower(id), "/subscriptions/") {

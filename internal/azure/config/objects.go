@@ -68,14 +68,77 @@ type rawObject struct {
 	FilePermission       string `yaml:"filePermission"`
 }
 
-// strictYAML decodes one YAML document into v, refusing unknown fields.
-func strictYAML(text string, v any) error {
-	dec := yaml.NewDecoder(strings.NewReader(text))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
+// objectFields are the known fields of an objects entry, in the order
+// error messages list them.
+var objectFields = []string{"objectName", "objectType", "objectVersion", "objectAlias", "objectEncoding", "objectFormat", "objectVersionHistory", "filePermission"}
+
+// decodeYAML decodes one YAML document into v, as upstream's yaml.v3 does
+// (unknown fields ignored), and returns the document's top-level keys
+// that are not in known, so that they can be reported.
+func decodeYAML(text string, v any, known []string) ([]string, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		return nil, err
 	}
-	return nil
+	var unknown []string
+	if len(doc.Content) == 1 && doc.Content[0].Kind == yaml.MappingNode {
+		m := doc.Content[0].Content
+		for i := 0; i+1 < len(m); i += 2 {
+			if !slices.Contains(known, m[i].Value) {
+				unknown = append(unknown, m[i].Value)
+			}
+		}
+	}
+	if err := doc.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return unknown, nil
+}
+
+// unknownFieldWarning explains a field upstream ignores: most are typos.
+func unknownFieldWarning(object, field string, known []string) Warning {
+	msg := fmt.Sprintf("unknown field %q is ignored (as upstream ignores it)", field)
+	if near := nearest(field, known); near != "" {
+		msg += fmt.Sprintf(": did you mean %s?", near)
+	} else {
+		msg += ": the fields are " + strings.Join(known, ", ")
+	}
+	return Warning{Object: object, Msg: msg}
+}
+
+// nearest is the known field closest to a misspelt one (at most two edits
+// away, or equal but for case), or "".
+func nearest(field string, known []string) string {
+	best, dist := "", 3
+	for _, k := range known {
+		if strings.EqualFold(k, field) {
+			return k
+		}
+		if d := editDistance(strings.ToLower(field), strings.ToLower(k)); d < dist {
+			best, dist = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
@@ -89,64 +152,73 @@ func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
 	var arr struct {
 		Array []string `yaml:"array"`
 	}
-	if err := strictYAML(text, &arr); err != nil {
+	unknown, err := decodeYAML(text, &arr, []string{"array"})
+	if err != nil {
 		return &Error{Field: "objects", Msg: fmt.Sprintf("objects is not a YAML mapping with an array of strings (%v); write it as objects: |, then array:, then one '- |' block per object", err)}
+	}
+	if len(arr.Array) == 0 && len(unknown) > 0 {
+		// Upstream mounts nothing here and its driver then fails: a
+		// class that names no object is a mistake, said plainly.
+		return &Error{Field: "objects", Msg: fmt.Sprintf("objects has no array (found %s); write it as objects: |, then array:, then one '- |' block per object", strings.Join(unknown, ", "))}
+	}
+	for _, k := range unknown {
+		c.warn(unknownFieldWarning("", k, []string{"array"}))
 	}
 	if len(arr.Array) > maxObjects {
 		return &Error{Field: "objects", Msg: fmt.Sprintf("%d objects; the limit is %d per class", len(arr.Array), maxObjects)}
 	}
-	owner := map[string]int{}
-	var paths []string
 	for i, entry := range arr.Array {
 		o, err := c.parseObject(i, entry)
 		if err != nil {
 			return err
 		}
-		for _, f := range o.Files() {
-			if _, dup := owner[f]; !dup {
-				owner[f] = i
-			}
-			paths = append(paths, f)
-		}
 		c.Objects = append(c.Objects, o)
 	}
-	return c.checkFiles(paths, owner)
+	return c.checkFiles()
 }
 
-// checkFiles refuses a class whose objects' files cannot all exist: one
-// written twice, or a file that is also another's directory (objectAlias a
-// and a/b; a version-history directory and an alias of the same name).
-func (c *Config) checkFiles(paths []string, owner map[string]int) error {
+// checkFiles refuses a class whose objects' files cannot all exist (a file
+// that is also another's directory: objectAlias a and a/b, a
+// version-history directory and an alias of the same name), and warns of
+// a file written by two objects: upstream mounts the last one's, and so
+// does kvmount.
+func (c *Config) checkFiles() error {
+	owner := map[string]int{}
+	var paths []string
+	for i, o := range c.Objects {
+		for _, f := range o.Files() {
+			if prev, dup := owner[f]; dup {
+				c.warn(Warning{Object: c.objectRef(i), Msg: fmt.Sprintf("file %q is also written by objects[%d] (%s); this object's is mounted, as upstream does: give one of them a different objectAlias", f, prev, c.Objects[prev].ID())})
+			} else {
+				paths = append(paths, f)
+			}
+			owner[f] = i
+		}
+	}
 	var pc *atomicdir.PathConflictError
 	if err := atomicdir.CheckPaths(paths); errors.As(err, &pc) {
-		first := owner[pc.Path]
-		by := func(i int) string { return fmt.Sprintf("objects[%d] (%s)", i, c.Objects[i].ID()) }
-		if pc.Under == "" {
-			second := lastOwner(c.Objects, pc.Path, first)
-			return &Error{Field: "objects", Object: strconv.Itoa(second), Msg: fmt.Sprintf("file %q is also written by %s: give one of them a different objectAlias", pc.Path, by(first))}
-		}
-		return &Error{Field: "objects", Object: strconv.Itoa(owner[pc.Under]), Msg: fmt.Sprintf("writes %q, but %s writes the file %q, so it cannot also be a directory: give one of them a different objectAlias", pc.Under, by(first), pc.Path)}
+		dir := owner[pc.Path]
+		return &Error{Field: "objects", Object: c.objectRef(owner[pc.Under]), Msg: fmt.Sprintf("writes %q, but objects[%d] (%s) writes the file %q, so it cannot also be a directory: give one of them a different objectAlias", pc.Under, dir, c.Objects[dir].ID(), pc.Path)}
 	}
 	return nil
 }
 
-// lastOwner is the last object other than first that writes path.
-func lastOwner(objs []Object, path string, first int) int {
-	for i := len(objs) - 1; i >= 0; i-- {
-		if i != first && slices.Contains(objs[i].Files(), path) {
-			return i
-		}
-	}
-	return first
+// objectRef names objects[i] in messages: its index and name.
+func (c *Config) objectRef(i int) string {
+	return fmt.Sprintf("%d %s", i, c.Objects[i].Name)
 }
 
 func (c *Config) parseObject(i int, entry string) (Object, error) {
 	idx := strconv.Itoa(i)
 	var r rawObject
-	if err := strictYAML(entry, &r); err != nil {
-		return Object{}, &Error{Field: "objects", Object: idx, Msg: fmt.Sprintf("%v; the fields are objectName, objectType, objectVersion, objectAlias, objectEncoding, objectFormat, objectVersionHistory and filePermission", err)}
+	unknown, err := decodeYAML(entry, &r, objectFields)
+	if err != nil {
+		return Object{}, &Error{Field: "objects", Object: idx, Msg: fmt.Sprintf("%v; the fields are %s", err, strings.Join(objectFields, ", "))}
 	}
 	trim(&r)
+	for _, f := range unknown {
+		c.warn(unknownFieldWarning(fmt.Sprintf("%s %s", idx, r.ObjectName), f, objectFields))
+	}
 	o := Object{Name: r.ObjectName, Type: strings.ToLower(r.ObjectType), Version: r.ObjectVersion, File: r.ObjectAlias,
 		Encoding: strings.ToLower(r.ObjectEncoding), Format: strings.ToLower(r.ObjectFormat), History: int(r.ObjectVersionHistory)}
 	errorf := func(format string, args ...any) error {
@@ -170,11 +242,21 @@ func (c *Config) parseObject(i int, entry string) (Object, error) {
 	if err := ValidatePath(o.File); err != nil {
 		return o, errorf("objectAlias %q: %v", o.File, err)
 	}
+	if o.Format == FormatPFX && o.Type != TypeSecret && r.ObjectFormat != FormatPFX {
+		// Upstream refuses pfx on a key or certificate, but its check is
+		// case-sensitive, so it mounts PFX (or Pfx) as PEM: so does kvmount.
+		c.warn(Warning{Object: fmt.Sprintf("%s %s", idx, r.ObjectName), Msg: fmt.Sprintf("objectFormat %s applies to objectType secret only and is ignored for a %s (upstream ignores it too): remove it", r.ObjectFormat, o.Type)})
+		o.Format = FormatPEM
+	}
 	if err := o.checkEncodingAndFormat(); err != nil {
 		return o, errorf("%v", err)
 	}
-	if o.History < 0 || o.History > maxHistory {
-		return o, errorf("objectVersionHistory %d is out of range 0-%d", o.History, maxHistory)
+	if o.History < 0 {
+		c.warn(Warning{Object: fmt.Sprintf("%s %s", idx, r.ObjectName), Msg: fmt.Sprintf("objectVersionHistory %d mounts one version, as upstream does: remove it, or set it to the number of versions wanted", o.History)})
+		o.History = 0
+	}
+	if o.History > maxHistory {
+		return o, errorf("objectVersionHistory %d is more than %d versions: lower it", o.History, maxHistory)
 	}
 	mode, err := parseFileMode(r.FilePermission, c.DefaultMode)
 	if err != nil {

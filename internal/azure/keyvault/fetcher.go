@@ -45,12 +45,19 @@ type Options struct {
 	// SeparateCertKey also writes <file>.crt and <file>.key for
 	// certificate-backed secrets (--write-cert-and-key-in-separate-files).
 	SeparateCertKey bool
-	// KeepPEMOrder writes a certificate's chain in Key Vault's order
-	// instead of leaf → intermediates → root (--construct-pem-chain=false).
+	// KeepPEMOrder writes a PFX-backed certificate's chain in Key Vault's
+	// order instead of leaf → intermediates → root
+	// (--construct-pem-chain=false).
 	KeepPEMOrder bool
+	// OrderPEMSecrets rebuilds PEM-backed certificate secrets too (key,
+	// then leaf → root); by default they are written as stored, as
+	// upstream does (--order-pem-cert-secrets).
+	OrderPEMSecrets bool
 	// UserAgent is appended to the SDK's User-Agent (--custom-user-agent).
 	UserAgent string
-	Now       func() time.Time
+	// Observe, if set, is told of every Key Vault request.
+	Observe func(o config.Object, err error, d time.Duration)
+	Now     func() time.Time
 }
 
 // Stats are the fetcher's counters, for metrics and benchmarks.
@@ -229,7 +236,7 @@ func (f *Fetcher) object(ctx context.Context, req Request, c *clients, o config.
 }
 
 func (f *Fetcher) files(o config.Object, path string, r raw) ([]File, error) {
-	out, err := render(o, r, f.opts.KeepPEMOrder)
+	out, err := render(o, r, order{keepPFX: f.opts.KeepPEMOrder, pem: f.opts.OrderPEMSecrets})
 	if err != nil {
 		return nil, err
 	}
@@ -244,11 +251,24 @@ func (f *Fetcher) files(o config.Object, path string, r raw) ([]File, error) {
 // from an identical read in flight, or from Key Vault.
 func (f *Fetcher) read(ctx context.Context, req Request, c *clients, o config.Object, version string) (raw, error) {
 	key := strings.Join([]string{req.Principal.String(), req.VaultURL, o.Type, strings.ToLower(o.Name), strings.ToLower(version)}, "|")
-	v, err := f.load(ctx, req, key, func(ctx context.Context) (any, error) { return get(ctx, c, o, version) })
+	v, err := f.load(ctx, req, key, f.observed(o, func(ctx context.Context) (any, error) { return get(ctx, c, o, version) }))
 	if err != nil {
 		return raw{}, err
 	}
 	return v.(raw), nil
+}
+
+// observed wraps a Key Vault call with the Observe hook.
+func (f *Fetcher) observed(o config.Object, fetch func(context.Context) (any, error)) func(context.Context) (any, error) {
+	if f.opts.Observe == nil {
+		return fetch
+	}
+	return func(ctx context.Context) (any, error) {
+		start := time.Now()
+		v, err := fetch(ctx)
+		f.opts.Observe(o, err, time.Since(start))
+		return v, err
+	}
 }
 
 // load serves key from the cache when the request may use it, else reads

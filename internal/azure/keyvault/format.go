@@ -59,8 +59,18 @@ type rendered struct {
 	hasParts  bool
 }
 
+// order says how certificate chains are written.
+type order struct {
+	// keepPFX writes a PFX-backed secret's chain as stored instead of
+	// leaf → intermediates → root (--construct-pem-chain=false).
+	keepPFX bool
+	// pem rebuilds a PEM-backed secret (key, then chain leaf → root);
+	// by default it is written as stored, as upstream does.
+	pem bool
+}
+
 // render turns a fetched version into file contents.
-func render(o config.Object, r raw, keepOrder bool) (rendered, error) {
+func render(o config.Object, r raw, ord order) (rendered, error) {
 	switch o.Type {
 	case config.TypeKey:
 		b, err := publicKeyPEM(r)
@@ -75,7 +85,36 @@ func render(o config.Object, r raw, keepOrder bool) (rendered, error) {
 		b, err := decode(o, []byte(r.Value))
 		return rendered{main: b}, err
 	}
-	return renderCertSecret(o, r, keepOrder)
+	if r.ContentType == contentPEM && !ord.pem {
+		return renderPEMAsStored(o, r)
+	}
+	return renderCertSecret(o, r, ord.keepPFX)
+}
+
+// renderPEMAsStored writes a PEM-backed certificate secret byte for byte
+// as Key Vault stores it, as upstream does; its parts for separate files
+// are its CERTIFICATE blocks and its other blocks, in stored order.
+func renderPEMAsStored(o config.Object, r raw) (rendered, error) {
+	main, err := decode(o, []byte(r.Value))
+	if err != nil {
+		return rendered{}, err
+	}
+	var cert, key []byte
+	for rest := []byte(r.Value); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			cert = append(cert, pem.EncodeToMemory(b)...)
+		} else {
+			key = append(key, pem.EncodeToMemory(b)...)
+		}
+	}
+	if len(cert) == 0 {
+		return rendered{}, &FormatError{Object: o, Msg: "the certificate's PEM secret holds no certificate"}
+	}
+	return rendered{main: main, cert: cert, key: key, hasParts: true}, nil
 }
 
 // decode applies objectEncoding to a secret's value.
@@ -99,7 +138,8 @@ func decode(o config.Object, v []byte) ([]byte, error) {
 
 // renderCertSecret writes a certificate's backing secret: the PFX as
 // stored for objectFormat pfx, else PEM with the private key first, then
-// the chain from leaf to root (or as stored, with keepOrder).
+// the chain from leaf to root (or as stored, with keepOrder). A PEM-backed
+// secret comes here only when asked to be rebuilt (order.pem).
 func renderCertSecret(o config.Object, r raw, keepOrder bool) (rendered, error) {
 	var key crypto.PrivateKey
 	var certs []*x509.Certificate

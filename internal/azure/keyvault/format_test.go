@@ -89,7 +89,7 @@ func FuzzRender(f *testing.F) {
 	f.Add("zz", "", "", "hex")
 	f.Fuzz(func(t *testing.T, value, contentType, kid, enc string) {
 		o := config.Object{Type: config.TypeSecret, Name: "s", Encoding: enc, Format: config.FormatPEM}
-		_, err := render(o, raw{Value: value, ContentType: contentType, KID: kid}, false)
+		_, err := render(o, raw{Value: value, ContentType: contentType, KID: kid}, order{})
 		if err != nil && len(value) >= 8 && contains(err.Error(), value) && !contains(contentType+kid+enc, value) {
 			t.Fatalf("error echoes the value: %v", err)
 		}

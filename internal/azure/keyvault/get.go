@@ -70,7 +70,7 @@ type versionInfo struct {
 // cached and coalesced like object reads.
 func (f *Fetcher) history(ctx context.Context, req Request, c *clients, o config.Object) ([]string, error) {
 	key := strings.Join([]string{req.Principal.String(), req.VaultURL, o.Type, strings.ToLower(o.Name), "versions"}, "|")
-	v, err := f.load(ctx, req, key, func(ctx context.Context) (any, error) { return listVersions(ctx, c, o) })
+	v, err := f.load(ctx, req, key, f.observed(o, func(ctx context.Context) (any, error) { return listVersions(ctx, c, o) }))
 	if err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ func benchEnv(b *testing.B, cacheTTL time.Duration) (*env, params, map[string]st
 	s, cloudEnv, objs := tenSecrets(b)
 	sp := admin(b, s, "ad sp create-for-rbac", azsim.SPArgs{})
 	grant(b, s, sp["appId"].(string))
-	e := startProvider(b, s, cloudEnv, func(rc *provider.RunConfig) { rc.CacheTTL, rc.Debug = cacheTTL, false })
+	e := startProvider(b, s, cloudEnv, func(rc *provider.RunConfig) { rc.CacheTTL = cacheTTL })
 	p := e.baseParams(objs...)
 	creds := spCreds(sp)
 	if _, err := e.mount(p, creds); err != nil { // warm: token, challenge, connections
@@ -89,7 +89,7 @@ func BenchmarkRotationPoll(b *testing.B) {
 		sps = append(sps, sp)
 	}
 	clock := newClock()
-	e := startProvider(b, s, cloudEnv, func(rc *provider.RunConfig) { rc.Now, rc.Debug = clock.now, false })
+	e := startProvider(b, s, cloudEnv, func(rc *provider.RunConfig) { rc.Now = clock.now })
 	const pods = 60
 	prev := make([]*v1alpha1.MountResponse, pods)
 	podParams := func(i int) params {
@@ -127,7 +127,7 @@ func BenchmarkRotationPoll(b *testing.B) {
 // UID): the heap stays flat. It reports the live heap after the first and
 // the last tenth of the pods.
 func BenchmarkDistinctPods(b *testing.B) {
-	_, e, _ := podIdentityEnv(b, false)
+	_, e, _ := podIdentityEnv(b)
 	const pods = 10000
 	var first, last float64
 	b.ResetTimer()

@@ -35,18 +35,17 @@ func TestBadInputs(t *testing.T) {
 	}{
 		{"traversal alias", obj("objectName: secret1\nobjectType: secret\nobjectAlias: ../../etc/shadow"), creds, codes.InvalidArgument, []string{"'..' is not allowed"}},
 		{"absolute alias", obj("objectName: secret1\nobjectType: secret\nobjectAlias: /etc/shadow"), creds, codes.InvalidArgument, []string{"absolute paths"}},
-		{"duplicate file names", func(p params) {
-			p["objects"] = objectsYAML("objectName: secret1\nobjectType: secret", "objectName: other\nobjectType: secret\nobjectAlias: secret1")
-		}, creds, codes.InvalidArgument, []string{`file "secret1" is also written`}},
+		{"file and directory", func(p params) {
+			p["objects"] = objectsYAML("objectName: secret1\nobjectType: secret", "objectName: off\nobjectType: secret\nobjectAlias: secret1/x")
+		}, creds, codes.InvalidArgument, []string{`so it cannot also be a directory`}},
 		{"bad mode", obj("objectName: secret1\nobjectType: secret\nfilePermission: \"0900\""), creds, codes.InvalidArgument, []string{"filePermission"}},
 		{"bad YAML", set("objects", "array:\n  - |\n    objectName: [x"), creds, codes.InvalidArgument, []string{"objects[0]"}},
 		{"unknown type", obj("objectName: secret1\nobjectType: configmap"), creds, codes.InvalidArgument, []string{"not one of secret, key, cert"}},
-		{"unknown field", obj("objectName: secret1\nobjectType: secret\nobjectVersionHistroy: 2"), creds, codes.InvalidArgument, []string{"objectVersionHistroy"}},
 		{"bad vault name", set("keyvaultName", "kv_1"), creds, codes.InvalidArgument, []string{"keyvaultName", "not a key vault name"}},
 		{"missing tenant", set("tenantId", ""), creds, codes.InvalidArgument, []string{"tenantId is not provided"}},
 		{"conflicting modes", func(p params) { p["usePodIdentity"], p["useVMManagedIdentity"] = "true", "true" }, creds, codes.InvalidArgument, []string{"only one identity mode"}},
 		{"oversized objects", set("objects", "array:\n"+strings.Repeat("  - |\n    objectName: s\n", 20000)), creds, codes.InvalidArgument, []string{"the limit is"}},
-		{"too many history versions", obj("objectName: secret1\nobjectType: secret\nobjectVersionHistory: 101"), creds, codes.InvalidArgument, []string{"out of range"}},
+		{"too many history versions", obj("objectName: secret1\nobjectType: secret\nobjectVersionHistory: 1001"), creds, codes.InvalidArgument, []string{"more than 1000 versions"}},
 		{"no credentials", nil, nil, codes.InvalidArgument, []string{"nodePublishSecretRef"}},
 		{"wrong secret", nil, map[string]string{"clientid": sp["appId"].(string), "clientsecret": "nope"}, codes.Unauthenticated, []string{"wrong or expired"}},
 		{"unknown app", nil, map[string]string{"clientid": "00000000-0000-0000-0000-0000000000aa", "clientsecret": "x"}, codes.Unauthenticated, []string{"does not exist in tenant"}},
@@ -74,5 +73,32 @@ func TestBadInputs(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), sp["password"].(string)) || strings.Contains(e.logs.String(), nogrant["password"].(string)) {
 		t.Error("a client secret reached the provider's log")
+	}
+}
+
+// TestClassWarningsMount: what upstream mounts, kvmount mounts: a misspelt
+// field and a file written twice (the last object's wins, as upstream's
+// driver writes it), with the warnings logged (and, with API access,
+// recorded on the pod).
+func TestClassWarningsMount(t *testing.T) {
+	s, cloudEnv := newSim(t, azsim.Config{})
+	vaultWithSecret(t, s, "first")
+	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "other", Value: "second"})
+	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	grant(t, s, sp["appId"].(string))
+	e := startProvider(t, s, cloudEnv, nil)
+	p := e.baseParams("objectName: secret1\nobjectType: secret\nobjectVersionHistroy: 2", "objectName: other\nobjectType: secret\nobjectAlias: secret1")
+	resp, err := e.mount(p, spCreds(sp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := filesOf(resp)["secret1"]; len(resp.Files) != 1 || string(f.Contents) != "second" {
+		t.Errorf("files %v, want one secret1 with the last object's value", resp.Files)
+	}
+	logs := e.logs.String()
+	for _, want := range []string{"did you mean objectVersionHistory?", `file \"secret1\" is also written by objects[0]`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no warning %q in the log:\n%s", want, logs)
+		}
 	}
 }

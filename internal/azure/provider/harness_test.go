@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,16 +75,18 @@ func startProvider(t testing.TB, sim *azsim.Server, cloudEnv string, tune func(*
 	rc := provider.RunConfig{Endpoint: "unix://" + sock, CloudName: "AzureStackCloud", CloudEnvFile: cloudEnv,
 		CAFiles: []string{sim.CAPath()}, HostOverrides: []string{azsim.HostSuffix + "=" + sim.Addr()},
 		NMIEndpoint: "http://127.0.0.1:1", IMDSEndpoint: "http://127.0.0.1:1",
-		ConstructPEMChain: true, CacheTTL: 2 * time.Minute, PerVault: 16, MountTimeout: 30 * time.Second, Debug: true}
+		ConstructPEMChain: true, CacheTTL: 2 * time.Minute, PerVault: 16, MountTimeout: 30 * time.Second}
 	if tune != nil {
 		tune(&rc)
 	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	level := slog.LevelInfo
-	if rc.Debug {
-		level = slog.LevelDebug
+	// Tests log everything (the canary tests read debug lines);
+	// benchmarks only warnings, so that logs do not pile up in memory.
+	level := slog.LevelDebug
+	if _, bench := t.(*testing.B); bench {
+		level = slog.LevelInfo
 	}
 	go func() {
 		done <- provider.RunWithLogger(ctx, rc, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
@@ -94,12 +97,15 @@ func startProvider(t testing.TB, sim *azsim.Server, cloudEnv string, tune func(*
 			t.Errorf("provider Run: %v", err)
 		}
 	})
+	// The socket file exists from bind(2) on, a moment before listen(2):
+	// wait until it accepts a connection.
 	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			break
 		}
-		if i > 200 {
-			t.Fatal("provider socket never appeared")
+		if i > 500 {
+			t.Fatal("provider socket never accepted a connection")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -98,8 +98,8 @@ func TestObjectsAndFormats(t *testing.T) {
 	}
 	files := filesOf(resp)
 	for path, g := range map[string]string{
-		"tls-pfx": "cert-chain.pem", "tls/pem.pem": "cert-chain.pem", "tls-pfx.crt": "chain-only.pem", "tls-pfx.key": "key-only.pem",
-		"leaf.crt.pem": "leaf.pem", "rsa": "rsa.pub.pem", "ec": "ec-p384.pub.pem", "ignored-pfx-on-pem": "cert-chain.pem",
+		"tls-pfx": "cert-chain.pem", "tls/pem.pem": "cert-pem-as-stored.pem", "tls-pfx.crt": "chain-only.pem", "tls-pfx.key": "key-only.pem",
+		"leaf.crt.pem": "leaf.pem", "rsa": "rsa.pub.pem", "ec": "ec-p384.pub.pem", "ignored-pfx-on-pem": "cert-pem-as-stored.pem",
 	} {
 		f := files[path]
 		if f == nil {
@@ -162,4 +162,22 @@ func TestVersionHistory(t *testing.T) {
 	if files := filesOf(resp); len(files) != 2 || string(files["rotating/0"].Contents) != "v2" || string(files["rotating/1"].Contents) != "v1" {
 		t.Fatalf("pinned history files %v", resp.Files)
 	}
+}
+
+// TestOrderPEMCertSecrets: with --order-pem-cert-secrets a PEM-backed
+// certificate secret is rebuilt (key, then leaf → root) like a PFX-backed
+// one; by default it is written as stored (TestObjectsAndFormats).
+func TestOrderPEMCertSecrets(t *testing.T) {
+	s, cloudEnv := newSim(t, azsim.Config{})
+	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	pemBundle := string(fixture(t, "root.crt")) + string(fixture(t, "leaf.key")) + string(fixture(t, "leaf.crt")) + string(fixture(t, "intermediate.crt"))
+	admin(t, s, "keyvault certificate import", azsim.CertArgs{VaultName: "kv1", Name: "tls-pem", File: pemBundle})
+	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	grant(t, s, sp["appId"].(string))
+	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.OrderPEMSecrets = true })
+	resp, err := e.mount(e.baseParams("objectName: tls-pem\nobjectType: secret"), spCreds(sp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "cert-chain.pem", filesOf(resp)["tls-pem"].Contents)
 }

@@ -13,14 +13,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
 	"kvmount.dev/kvmount/internal/epoch"
+	"kvmount.dev/kvmount/internal/events"
 	"kvmount.dev/kvmount/internal/httpclient"
 	"kvmount.dev/kvmount/internal/serve"
 	"kvmount.dev/kvmount/internal/socket"
@@ -28,34 +33,48 @@ import (
 
 // RunConfig is the provider process's configuration, from its flags.
 type RunConfig struct {
-	Endpoint, HealthAddr, MetricsAddr string
-	CloudName, CloudEnvFile           string
-	NMIEndpoint, IMDSEndpoint         string
-	CAFiles                           []string
+	Endpoint string
+	// HealthAddr serves HealthPath (empty: none); a request dials the
+	// provider's own socket and asks its gRPC health service, within
+	// HealthTimeout, as upstream's /healthz does.
+	HealthAddr, HealthPath string
+	HealthTimeout          time.Duration
+	MetricsAddr            string
+	// PProfPort, when set, serves pprof on localhost.
+	PProfPort               int
+	CloudName, CloudEnvFile string
+	// UserAgent is appended to the SDK's User-Agent (--custom-user-agent).
+	UserAgent string
+	// TokenProxyURL and SNIName reach the AKS token proxy of identity
+	// binding (--token-proxy-url, --sni-name).
+	TokenProxyURL, SNIName    string
+	NMIEndpoint, IMDSEndpoint string
+	CAFiles                   []string
 	// HostOverrides are SUFFIX=HOST:PORT values.
 	HostOverrides     []string
 	SeparateCertKey   bool
 	ConstructPEMChain bool
+	// OrderPEMSecrets rebuilds PEM-backed certificate secrets too.
+	OrderPEMSecrets bool
 	// CacheTTL is the node cache's epoch, the driver's rotation poll
 	// interval; NodeName sets the epochs' phase as the driver's --nodeid
 	// does.
-	CacheTTL        time.Duration
-	NodeName        string
-	PerVault        int
-	MountTimeout    time.Duration
-	JSONLogs, Debug bool
+	CacheTTL     time.Duration
+	NodeName     string
+	PerVault     int
+	MountTimeout time.Duration
+	// Kubeconfig reaches the API server for Events on pods; empty: the
+	// in-cluster configuration if there is one, else Events are not
+	// recorded (warnings are still logged).
+	Kubeconfig string
 	// Now is the fetcher's clock (tests move it across epochs); nil is
 	// time.Now.
 	Now func() time.Time
 }
 
-// Run serves the provider until ctx ends, then stops gracefully: Mounts in
-// progress finish (for at most the mount timeout) before the socket closes.
-func Run(ctx context.Context, rc RunConfig) error {
-	return RunWithLogger(ctx, rc, logger(rc))
-}
-
-// RunWithLogger is Run with the given logger.
+// RunWithLogger serves the provider until ctx ends, then stops gracefully:
+// Mounts in progress finish (for at most the mount timeout) before the
+// socket closes.
 func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
 	srv, reg, closeIdle, err := build(rc, log)
 	if err != nil {
@@ -66,7 +85,7 @@ func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(srv.opts.Metrics.interceptor))
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
@@ -74,7 +93,7 @@ func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
 
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return g.Serve(lis) })
-	for _, h := range httpServers(rc, reg, hs) {
+	for _, h := range httpServers(rc, reg) {
 		eg.Go(func() error { return serve.HTTP(ctx, h) })
 	}
 	eg.Go(func() error {
@@ -111,37 +130,40 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 		return nil, nil, nil, err
 	}
 	client := &http.Client{Transport: tr}
+	var metrics *Metrics
+	observe := func(o config.Object, err error, d time.Duration) { metrics.ObserveKeyVault(o, err, d) }
 	fetcher := keyvault.New(keyvault.Options{HTTPClient: client, Epochs: epoch.ForNode(rc.NodeName, rc.CacheTTL), PerVault: rc.PerVault,
-		SeparateCertKey: rc.SeparateCertKey, KeepPEMOrder: !rc.ConstructPEMChain, Now: rc.Now})
+		SeparateCertKey: rc.SeparateCertKey, KeepPEMOrder: !rc.ConstructPEMChain, OrderPEMSecrets: rc.OrderPEMSecrets, UserAgent: rc.UserAgent, Observe: observe, Now: rc.Now})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics = NewMetrics(reg, fetcher)
+	recorder, err := eventRecorder(rc, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	srv := New(Options{
+		Events:       recorder,
 		Defaults:     config.Defaults{CloudName: rc.CloudName, CloudEnvFile: rc.CloudEnvFile},
 		Identities:   identity.NewSource(identity.Options{NMIEndpoint: rc.NMIEndpoint, IMDSEndpoint: rc.IMDSEndpoint, HTTPClient: client}),
 		Fetcher:      fetcher,
 		Logger:       log,
-		Metrics:      NewMetrics(reg, fetcher),
+		Metrics:      metrics,
 		MountTimeout: rc.MountTimeout,
 	})
 	return srv, reg, tr.CloseIdleConnections, nil
 }
 
-func logger(rc RunConfig) *slog.Logger { return serve.Logger(rc.JSONLogs, rc.Debug) }
-
-// httpServers are /healthz (the gRPC health status, so it fails while
-// shutting down) and /metrics, on their own addresses when set.
-func httpServers(rc RunConfig, reg *prometheus.Registry, hs *health.Server) []*http.Server {
+// httpServers are the health endpoint, /metrics and pprof, on their own
+// addresses when set.
+func httpServers(rc RunConfig, reg *prometheus.Registry) []*http.Server {
 	var out []*http.Server
 	if rc.HealthAddr != "" {
+		path := rc.HealthPath
+		if path == "" {
+			path = "/healthz"
+		}
 		mux := http.NewServeMux()
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-			resp, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{})
-			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-				http.Error(w, "not serving", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
+		mux.HandleFunc(path, healthz(rc.Endpoint, rc.HealthTimeout))
 		out = append(out, &http.Server{Addr: rc.HealthAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second})
 	}
 	if rc.MetricsAddr != "" {
@@ -149,5 +171,60 @@ func httpServers(rc RunConfig, reg *prometheus.Registry, hs *health.Server) []*h
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		out = append(out, &http.Server{Addr: rc.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second})
 	}
+	if rc.PProfPort != 0 {
+		out = append(out, serve.PProf(rc.PProfPort))
+	}
 	return out
+}
+
+// healthz answers as upstream's does: it dials the provider's own socket
+// and asks its gRPC health service within timeout, so it fails when the
+// socket the driver uses does (deleted, wedged, shutting down).
+func healthz(endpoint string, timeout time.Duration) http.HandlerFunc {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		path, err := socket.Path(endpoint)
+		if err == nil {
+			var conn *grpc.ClientConn
+			if conn, err = grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
+				defer conn.Close()
+				var resp *healthpb.HealthCheckResponse
+				resp, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+				if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+					err = fmt.Errorf("status %s", resp.GetStatus())
+				}
+			}
+		}
+		if err != nil {
+			http.Error(w, "not serving: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
+}
+
+// eventRecorder records Events as the provider, through --kubeconfig or the
+// pod's service account. The upstream provider has no API access: in its
+// DaemonSet, warnings are logged only.
+func eventRecorder(rc RunConfig, log *slog.Logger) (*events.Recorder, error) {
+	var cfg *rest.Config
+	var err error
+	if rc.Kubeconfig != "" {
+		if cfg, err = clientcmd.BuildConfigFromFlags("", rc.Kubeconfig); err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+	} else if cfg, err = rest.InClusterConfig(); err != nil {
+		log.Info("no Kubernetes API access (no --kubeconfig, not in a cluster): SecretProviderClass warnings are logged, not recorded as pod Events")
+		return nil, nil
+	}
+	cfg.QPS, cfg.Burst = 20, 40
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return events.New(events.Config{Dynamic: dyn, Component: "csi-secrets-store-provider-azure", Instance: rc.NodeName, Now: rc.Now, Logger: log}), nil
 }

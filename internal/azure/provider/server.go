@@ -18,6 +18,7 @@ import (
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
+	"kvmount.dev/kvmount/internal/events"
 )
 
 // Version is reported by the Version RPC and --version.
@@ -30,6 +31,8 @@ type Options struct {
 	Fetcher    *keyvault.Fetcher
 	Logger     *slog.Logger
 	Metrics    *Metrics
+	// Events records the class's warnings on the pod (nil: logged only).
+	Events *events.Recorder
 	// MountTimeout bounds one Mount, below kubelet's two-minute CSI
 	// deadline so that the user sees our error, not kubelet's timeout.
 	MountTimeout time.Duration
@@ -65,10 +68,14 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	ctx, cancel := context.WithTimeout(ctx, s.opts.MountTimeout)
 	defer cancel()
 	cfg, err := config.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission(), s.opts.Defaults)
+	republish := len(req.GetCurrentObjectVersion()) > 0
 	var resp *v1alpha1.MountResponse
 	var who identity.Principal
 	if err == nil {
-		resp, who, err = s.mount(ctx, cfg, len(req.GetCurrentObjectVersion()) > 0)
+		if !republish {
+			s.warn(ctx, cfg)
+		}
+		resp, who, err = s.mount(ctx, cfg, republish)
 	}
 	if err != nil {
 		err = toStatus(err, cfg, who)
@@ -109,18 +116,45 @@ func (s *Server) mount(ctx context.Context, cfg config.Config, republish bool) (
 	return resp, who, err
 }
 
+// warn tells the pod what its class does that upstream accepts but is
+// probably a mistake, on first mounts only (rotations would repeat it
+// every poll), without delaying the mount.
+func (s *Server) warn(ctx context.Context, cfg config.Config) {
+	if len(cfg.Warnings) == 0 {
+		return
+	}
+	pod := events.Pod{Name: cfg.Pod.Name, Namespace: cfg.Pod.Namespace, UID: cfg.Pod.UID}
+	for _, w := range cfg.Warnings {
+		s.opts.Logger.Info("SecretProviderClass warning", "pod", pod.Namespace+"/"+pod.Name, "warning", w.String())
+	}
+	go func() {
+		for _, w := range cfg.Warnings {
+			s.opts.Events.Record(context.WithoutCancel(ctx), pod, events.Warning, "SecretProviderClassWarning", w.String())
+		}
+	}()
+}
+
 // response converts files and versions to the wire, checking once more
 // that every path is valid and that all of them can exist together
 // (.crt/.key files included), so the driver never meets a conflict.
 func response(files []keyvault.File, versions []keyvault.Version) (*v1alpha1.MountResponse, error) {
 	resp := &v1alpha1.MountResponse{}
 	paths := make([]string, 0, len(files))
+	at := map[string]int{}
 	for _, f := range files {
 		if err := config.ValidatePath(f.Path); err != nil {
 			return nil, &config.Error{Field: "objects", Msg: fmt.Sprintf("file %q: %v", f.Path, err)}
 		}
+		file := &v1alpha1.File{Path: f.Path, Mode: int32(f.Mode), Contents: f.Contents}
+		if i, dup := at[f.Path]; dup {
+			// Written twice (the class was warned): the last one wins, as
+			// upstream's driver writes it.
+			resp.Files[i] = file
+			continue
+		}
+		at[f.Path] = len(resp.Files)
 		paths = append(paths, f.Path)
-		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.Path, Mode: int32(f.Mode), Contents: f.Contents})
+		resp.Files = append(resp.Files, file)
 	}
 	if err := atomicdir.CheckPaths(paths); err != nil {
 		return nil, &config.Error{Field: "objects", Msg: fmt.Sprintf("%v (an objectAlias collides with a .crt/.key file): rename one", err)}

@@ -150,7 +150,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // with the node cache full — is refused with the explanation, and never
 // sees a version created after the unbinding.
 func TestPodIdentityAsksNMIEveryMount(t *testing.T) {
-	s, e, nmi := podIdentityEnv(t, true)
+	s, e, nmi := podIdentityEnv(t)
 	p := e.baseParams("objectName: secret1\nobjectType: secret")
 	p["usePodIdentity"] = "true"
 	first, err := e.mount(p, nil)
@@ -176,7 +176,7 @@ func TestPodIdentityAsksNMIEveryMount(t *testing.T) {
 // podIdentityEnv is kv1 (secret1) readable by a user-assigned identity of
 // the node's scale set, which an NMI for the pod hands out, and a provider
 // that asks that NMI.
-func podIdentityEnv(t testing.TB, debug bool) (*azsim.Server, *env, *nmi) {
+func podIdentityEnv(t testing.TB) (*azsim.Server, *env, *nmi) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "bound")
 	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
@@ -185,7 +185,7 @@ func podIdentityEnv(t testing.TB, debug bool) (*azsim.Server, *env, *nmi) {
 	grant(t, s, ua["clientId"].(string))
 	imds, _ := s.IMDSURL("vmss/rg/pool/0")
 	n := newNMI(t, imds, ua["clientId"].(string))
-	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.NMIEndpoint, rc.Debug = n.URL, debug })
+	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.NMIEndpoint = n.URL })
 	return s, e, n
 }
 
