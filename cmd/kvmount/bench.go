@@ -31,10 +31,13 @@ func benchProvider(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.Count, "n", 0, "run this many mounts (default 100 when -d is not set)")
 	fs.StringVar(&azsimDir, "azsim-data-dir", "", "azsim data dir, to count Key Vault requests per mount (with --vault)")
 	fs.StringVar(&vault, "vault", "", "vault whose requests to count")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	pos, err := parseVerb(fs, args, out, "kvmount bench provider --endpoint unix:///…/azure.sock (--request FILE | --class SPC --pod POD) [-c N] [-d 10s | -n N]")
+	if err != nil {
+		return err
 	}
-	var err error
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
+	}
 	switch {
 	case requestFile != "":
 		cfg.Request, err = bench.LoadRequest(requestFile)

@@ -24,8 +24,12 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&dir, "dir", "/var/lib/kvmount/demo", "state directory, emptied first")
 	fs.BoolVar(&keep, "keep", false, "leave the environment running after the demo (Ctrl-C stops it)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	pos, err := parseVerb(fs, args, out, "kvmount demo [--keep] [--dir DIR]")
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("demo must run as root: kubelet mounts tmpfs volumes; try `sudo make demo`")

@@ -25,11 +25,15 @@ func files(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("kvmount files", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&dir, "dir", "/var/lib/kvmount/env", "the environment's directory")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	pos, err := parseVerb(fs, args, out, "kvmount files <namespace>/<pod> [--dir DIR]")
+	if err != nil {
+		return err
 	}
-	ns, name, ok := strings.Cut(fs.Arg(0), "/")
-	if !ok || fs.NArg() != 1 {
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: kvmount files <namespace>/<pod>", errUsage)
+	}
+	ns, name, ok := strings.Cut(pos[0], "/")
+	if !ok {
 		return fmt.Errorf("%w: kvmount files <namespace>/<pod>", errUsage)
 	}
 	st, err := localenv.ReadState(dir)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"kvmount.dev/kvmount/internal/version"
 )
 
 const usage = `kvmount: Azure Key Vault secrets as files in Kubernetes pods, testable offline.
@@ -18,6 +20,7 @@ Usage:
   kvmount up [--nodes N] [--dir DIR] [--base-port PORT]   start the local environment until interrupted
   kvmount demo [--keep] [--dir DIR]                       play the seed's three identity methods end to end
   kvmount files <namespace>/<pod> [--dir DIR]             show a pod's mounted secrets-store files
+  kvmount version                                         print the version (also --version)
   kvmount bench provider --endpoint unix:///…/azure.sock (--request FILE | --class SPC --pod POD)
                          [-c N] [-d 10s | -n N] [--azsim-data-dir DIR --vault NAME]
                                                           load a provider socket and report latency
@@ -30,6 +33,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
+	if errors.Is(err, errHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvmount:", err)
 		if errors.Is(err, errUsage) {
@@ -52,11 +58,18 @@ func run(ctx context.Context, args []string) error {
 		return files(ctx, args[1:], os.Stdout)
 	case "bench":
 		if len(args) < 2 || args[1] != "provider" {
+			if wantsHelp(args[1:]) {
+				fmt.Print(usage)
+				return errHelp
+			}
 			return fmt.Errorf("%w: kvmount bench provider …", errUsage)
 		}
 		return benchProvider(ctx, args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
+		return nil
+	case "version", "--version", "-version":
+		fmt.Println(version.JSON())
 		return nil
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])

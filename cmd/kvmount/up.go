@@ -16,6 +16,9 @@ import (
 	"kvmount.dev/kvmount/internal/localenv"
 )
 
+// maxNodes bounds --nodes: each node is a kubelet, a driver and a provider.
+const maxNodes = 50
+
 // upConfig is what `kvmount up` is told by its flags.
 type upConfig struct {
 	nodes    int
@@ -30,14 +33,15 @@ func parseUp(args []string) (upConfig, error) {
 	fs.IntVar(&cfg.nodes, "nodes", 2, "number of nodes (instances of the AKS node pool scale set)")
 	fs.StringVar(&cfg.dir, "dir", "/var/lib/kvmount/env", "state directory (azsim, PKI, etcd, kubelet root dirs, logs); reused on the next start")
 	fs.IntVar(&cfg.basePort, "base-port", 16443, "API server port; etcd, controllers and kubelets use the ports above it, azsim base+100")
-	if err := fs.Parse(args); err != nil {
-		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	pos, err := parseVerb(fs, args, os.Stdout, "kvmount up [--nodes N] [--dir DIR] [--base-port PORT]")
+	if err != nil {
+		return cfg, err
 	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	if len(pos) > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if cfg.nodes < 1 || cfg.nodes > 20 {
-		return cfg, fmt.Errorf("--nodes %d: choose between 1 and 20", cfg.nodes)
+	if cfg.nodes < 1 || cfg.nodes > maxNodes {
+		return cfg, fmt.Errorf("--nodes %d: choose between 1 and %d", cfg.nodes, maxNodes)
 	}
 	if cfg.basePort < 1024 || cfg.basePort > 65000 {
 		return cfg, fmt.Errorf("--base-port %d: choose between 1024 and 65000", cfg.basePort)
@@ -63,6 +67,9 @@ func up(ctx context.Context, args []string) error {
 	}
 	start := time.Now()
 	env, err := localenv.Start(ctx, localenv.Config{Dir: cfg.dir, BinDir: binDir, Nodes: cfg.nodes, BasePort: cfg.basePort, Logf: progress.step})
+	if errors.Is(err, localcluster.ErrPortInUse) {
+		return fmt.Errorf("%w\nchoose free ports with kvmount up --base-port PORT (now %d; the environment uses PORT to PORT+%d)", err, cfg.basePort, 100+2)
+	}
 	if err != nil {
 		return err
 	}

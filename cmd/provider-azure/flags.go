@@ -1,12 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -111,20 +109,6 @@ func nodeName() string {
 	}
 	n, _ := os.Hostname()
 	return n
-}
-
-// versionJSON is upstream's --version output: version and build date.
-func versionJSON() string {
-	date := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.time" {
-				date = s.Value
-			}
-		}
-	}
-	b, _ := json.Marshal(map[string]string{"version": provider.Version, "buildDate": date})
-	return string(b)
 }
 
 type stringList []string

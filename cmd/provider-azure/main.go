@@ -16,6 +16,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azure/provider"
 	"kvmount.dev/kvmount/internal/logs"
+	"kvmount.dev/kvmount/internal/version"
 )
 
 func main() {
@@ -38,7 +39,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.version {
-		fmt.Println(versionJSON())
+		fmt.Println(version.JSON())
 		return nil
 	}
 	log, err := c.logs.Logger()

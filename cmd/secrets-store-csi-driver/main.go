@@ -26,10 +26,8 @@ import (
 	"kvmount.dev/kvmount/internal/logs"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/serve"
+	"kvmount.dev/kvmount/internal/version"
 )
-
-// version is set at build time (-ldflags -X main.version=…).
-var version = "v0.1.0"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	c, err := parse(args, os.Stdout)
 	if err != nil || c.version {
 		if c.version {
-			fmt.Printf("{\"version\":%q}\n", version)
+			fmt.Println(version.JSON())
 		}
 		return err
 	}
@@ -72,7 +70,7 @@ func run(ctx context.Context, args []string) error {
 	// come from a watch): set deliberately rather than client-go's 5/s,
 	// which made a 110-pod storm wait tens of seconds on the client.
 	rc.QPS, rc.Burst = float32(c.qps), c.burst
-	rc.UserAgent = "secrets-store-csi-driver/" + version + " (kvmount)"
+	rc.UserAgent = "secrets-store-csi-driver/" + version.Version + " (kvmount)"
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -83,7 +81,7 @@ func run(ctx context.Context, args []string) error {
 	defer provs.Close()
 	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Dynamic: dyn, Classes: csi.NewClasses(dyn),
 		RotationPollInterval: c.pollInterval, Rotation: c.rotation, ProviderTimeout: c.providerTimeout,
-		Logger: log, Metrics: csi.NewMetrics(reg), Version: version})
+		Logger: log, Metrics: csi.NewMetrics(reg), Version: version.Version})
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
 		return d.Serve(ctx, csi.ServeConfig{Endpoint: c.endpoint, RegistrationDir: c.registrationDir(log), HealthAddr: c.healthAddr,

@@ -48,6 +48,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		publishDuration:   h("node_publish_duration_seconds", "NodePublishVolume duration, provider included (kvmount)", kvmBuckets, "provider"),
 		unpublishDuration: h("node_unpublish_duration_seconds", "NodeUnpublishVolume duration (kvmount)", kvmBuckets),
 	}
+	// Metrics whose labels are known up front exist from the start, at
+	// zero (upstream's appear only after their first event, #821).
+	m.unpublishes.WithLabelValues(osType)
+	m.unpublishErrors.WithLabelValues(osType)
+	m.rotationDuration.WithLabelValues(osType)
+	m.syncDuration.WithLabelValues(osType)
+	m.unpublishDuration.WithLabelValues(osType)
 	if reg != nil {
 		reg.MustRegister(m.publishes, m.publishErrors, m.unpublishes, m.unpublishErrors, m.rotations, m.rotationErrors,
 			m.syncs, m.syncErrors, m.rotationDuration, m.syncDuration, m.publishDuration, m.unpublishDuration)

@@ -87,7 +87,7 @@ func (d *demo) systemAssigned(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	vmss, err := d.az(ctx, "azsim vmss list -g "+show+" --query value[0].name -o tsv")
+	vmss, err := d.az(ctx, "azsim vmss list -g "+show+" --query [0].name -o tsv")
 	if err != nil {
 		return err
 	}

@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 )
 
 // Options configure a transport.
@@ -26,6 +29,9 @@ type Options struct {
 	// Overrides maps a host suffix (azsim.test) to the address every host
 	// at or under it is dialled at (127.0.0.1:16600).
 	Overrides map[string]string
+	// NoProxy ignores HTTPS_PROXY and friends (node-local endpoints:
+	// IMDS and NMI are only reachable directly).
+	NoProxy bool
 }
 
 // NewTransport returns a transport for opts.
@@ -42,8 +48,17 @@ func NewTransport(opts Options) (*http.Transport, error) {
 		}
 		overrides[strings.ToLower(strings.Trim(suffix, "."))] = addr
 	}
+	// The proxy settings are read now, not once per process as
+	// http.ProxyFromEnvironment does: HTTPS_PROXY, HTTP_PROXY and
+	// NO_PROXY, as upstream's SDK clients honour them.
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
 	return &http.Transport{
-		Proxy:           http.ProxyFromEnvironment,
+		Proxy: func(r *http.Request) (*url.URL, error) {
+			if opts.NoProxy {
+				return nil, nil
+			}
+			return proxy(r.URL)
+		},
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		DialContext: func(ctx context.Context, network, hostport string) (net.Conn, error) {
 			if host, _, err := net.SplitHostPort(hostport); err == nil {

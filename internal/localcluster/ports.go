@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,9 +10,17 @@ import (
 // checkPortFree fails with a message naming the port and its user when
 // something already listens there, before any component is started.
 func checkPortFree(port int, user string) error {
+	return CheckPortFree(port, user)
+}
+
+// ErrPortInUse is a port the environment needs that something else holds.
+var ErrPortInUse = errors.New("port in use")
+
+// CheckPortFree fails with ErrPortInUse when 127.0.0.1:port is taken.
+func CheckPortFree(port int, user string) error {
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("port 127.0.0.1:%d for %s is taken (is another `kvmount up` running? stop it, or choose other ports): %w", port, user, err)
+		return fmt.Errorf("%w: 127.0.0.1:%d for %s is taken (%v)", ErrPortInUse, port, user, err)
 	}
 	return l.Close()
 }

@@ -9,11 +9,14 @@ package localenv
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"kvmount.dev/kvmount/internal/azsim"
@@ -56,6 +59,7 @@ type Env struct {
 
 	cfg   Config
 	azsim *localcluster.Process
+	lock  *os.File
 }
 
 // Node is one node's wiring.
@@ -63,6 +67,8 @@ type Node struct {
 	Name                                      string
 	IMDS, NMI                                 string
 	ProviderDir, ProviderSocket, DriverSocket string
+	// DriverMetrics and ProviderMetrics are the /metrics URLs.
+	DriverMetrics, ProviderMetrics string
 }
 
 // Start brings everything up; on failure it stops what it started.
@@ -74,10 +80,41 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 		cfg.Nodes = 1
 	}
 	e := &Env{cfg: cfg, AzsimDir: filepath.Join(cfg.Dir, "azsim")}
+	// Before anything is touched: another environment may be running in
+	// this directory, and starting would break it.
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	e.lock = lock
 	if err := e.start(ctx); err != nil {
 		return nil, fmt.Errorf("%w%s", err, e.stopOnError())
 	}
 	return e, nil
+}
+
+// ErrRunning is an environment already running in the directory.
+var ErrRunning = errors.New("an environment is already running")
+
+// lockDir takes the directory's lock (an flock on <dir>/lock holding the
+// pid), which the environment holds until Stop or its process ends.
+func lockDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("%w in %s (pid %s): stop it (Ctrl-C where it runs, or kill %s) or use another --dir", ErrRunning, dir, strings.TrimSpace(string(pid)), strings.TrimSpace(string(pid)))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
 }
 
 func (e *Env) stopOnError() string {
@@ -175,6 +212,11 @@ func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
 	}
 	_ = os.Remove(filepath.Join(e.AzsimDir, "endpoints.json"))
 	args := []string{"serve", "--data-dir", e.AzsimDir, "--addr", addr}
+	if e.cfg.BasePort != 0 && kubeconfig == "" {
+		if err := localcluster.CheckPortFree(e.cfg.BasePort+100, "azsim"); err != nil {
+			return err
+		}
+	}
 	if e.cfg.KeyVaultLatency > 0 {
 		args = append(args, "--latency", e.cfg.KeyVaultLatency.String())
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
+	"net"
 	"path/filepath"
 	"slices"
 	"time"
@@ -50,6 +52,12 @@ func (e *Env) startNodes() error {
 		n.ProviderDir = filepath.Join(filepath.Dir(cn.RootDir), "providers")
 		n.ProviderSocket = filepath.Join(n.ProviderDir, "azure.sock")
 		n.DriverSocket = filepath.Join(cn.RootDir, "plugins", "csi-secrets-store", "csi.sock")
+		if n.DriverMetrics, err = freeAddr(); err != nil {
+			return err
+		}
+		if n.ProviderMetrics, err = freeAddr(); err != nil {
+			return err
+		}
 		if err := e.StartProvider(i); err != nil {
 			return err
 		}
@@ -74,7 +82,7 @@ func (e *Env) StartProvider(i int) error {
 	args := []string{"--endpoint", "unix://" + n.ProviderSocket, "--imds-endpoint", n.IMDS, "--nmi-endpoint", n.NMI, "--kubeconfig", kubeconfig,
 		"--cloud-name", "AzureStackCloud", "--cloud-env-file", e.CloudEnvFile,
 		"--ca-file", ep.CA, "--host-override", azsim.HostSuffix + "=" + ep.Address,
-		"--healthz-addr", "none", "--metrics-addr", "none", "--node-name", n.Name}
+		"--healthz-addr", "none", "--metrics-addr", n.ProviderMetrics, "--node-name", n.Name}
 	if e.cfg.RotationPollInterval > 0 {
 		// The node cache's epochs are the driver's rotation epochs.
 		args = append(args, "--cache-ttl", e.cfg.RotationPollInterval.String())
@@ -94,7 +102,7 @@ func (e *Env) StartDriver(i int) error {
 	args := []string{"--endpoint", "unix://" + n.DriverSocket, "--nodeid", n.Name,
 		"--provider-volume", n.ProviderDir, "--additional-provider-volume-paths", "",
 		"--registration-dir", filepath.Join(e.Cluster.Nodes[i].RootDir, "plugins_registry"),
-		"--kubeconfig", kubeconfig, "--healthz-addr", "", "--metrics-addr", "", "--enable-secret-rotation=true"}
+		"--kubeconfig", kubeconfig, "--healthz-addr", "", "--metrics-addr", n.DriverMetrics, "--enable-secret-rotation=true"}
 	if e.cfg.RotationPollInterval > 0 {
 		args = append(args, "--rotation-poll-interval", e.cfg.RotationPollInterval.String())
 	}
@@ -137,5 +145,22 @@ func (e *Env) Stop() error {
 	if e.azsim != nil {
 		e.azsim.Stop()
 	}
+	if e.lock != nil {
+		e.lock.Close() // releases the flock
+		e.lock = nil
+	}
 	return err
+}
+
+// freeAddr is a loopback address no one listens on (below the ephemeral
+// range, like the cluster's ports).
+func freeAddr() (string, error) {
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("no free loopback port for metrics")
 }

@@ -114,7 +114,10 @@ func (o *Options) LoggerTo(w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--logging-format %q: use text or json", o.format)
 	}
 	if o.json {
-		return slog.New(newJSONHandler(w, o.level())), nil
+		l := slog.New(newJSONHandler(w, o.level()))
+		// What libraries log through klog (client-go) comes out as JSON too.
+		klog.SetSlogLogger(l)
+		return l, nil
 	}
 	return slog.New(logr.ToSlogHandler(klog.Background())), nil
 }

@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/version"
 )
 
 // DefaultDataDir is where azsim keeps state unless told otherwise.
@@ -31,6 +33,9 @@ func Run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	switch args[0] {
+	case "version", "--version", "-version":
+		_, err := fmt.Fprintln(stdout, version.JSON())
+		return err
 	case "serve":
 		return serve(ctx, dataDir, args[1:], stdout)
 	case "ca":
@@ -54,7 +59,25 @@ func Run(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, ok := commands[verb]; !ok {
 		return fmt.Errorf("'%s' is not an azsim command; see `azsim help`", strings.Join(args, " "))
 	}
+	if slices.ContainsFunc(rest, func(a string) bool { return a == "-h" || a == "--help" }) {
+		_, err := io.WriteString(stdout, verbUsage(verb))
+		return err
+	}
 	return runVerb(ctx, dataDir, verb, rest, stdout)
+}
+
+// verbUsage lists a verb's flags, as `az <verb> --help` does.
+func verbUsage(verb string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: azsim %s [flags] [-o json|tsv|yaml|none] [--query PATH] [--data-dir DIR]\n\nFlags:\n", verb)
+	for _, spec := range commands[verb] {
+		if spec.kind == ignored || spec.kind == ignoredBool {
+			fmt.Fprintf(&b, "  %s (accepted, as az takes it; no effect)\n", strings.Join(spec.names, " "))
+			continue
+		}
+		fmt.Fprintf(&b, "  %s\n", strings.Join(spec.names, " "))
+	}
+	return b.String()
 }
 
 func runVerb(ctx context.Context, dataDir, verb string, rest []string, stdout io.Writer) error {
@@ -69,12 +92,26 @@ func runVerb(ctx context.Context, dataDir, verb string, rest []string, stdout io
 	if err != nil {
 		return err
 	}
+	// az prints a list verb's result as a JSON array (the REST API's
+	// {"value": [...]} unwrapped), so --query "[0].name" works on it.
+	if isList(verb) {
+		if m, ok := result.(map[string]any); ok {
+			if v, ok := m["value"]; ok && len(m) == 1 {
+				result = v
+			}
+		}
+	}
 	if opts.query != "" {
 		if result, err = Query(result, opts.query); err != nil {
 			return err
 		}
 	}
 	return Format(stdout, result, opts.format)
+}
+
+func isList(verb string) bool {
+	last := verb[strings.LastIndex(verb, " ")+1:]
+	return last == "list" || strings.HasPrefix(last, "list-")
 }
 
 // splitVerb takes the leading words up to the first flag as the verb.
@@ -219,6 +256,8 @@ Usage:
   azsim ca                                                print the path of azsim's CA certificate
   azsim endpoints                                         print addresses (TLS listener, IMDS, NMI)
   azsim keyvault certificate get-default-policy
+  azsim version                                           print the version (also --version)
+  azsim <command> --help                                  the command's flags
 
 Commands shaped like az (same flags; -o json|tsv|yaml|none, --query a.b[0].c):
 ` + strings.Join(verbs, "\n") + `

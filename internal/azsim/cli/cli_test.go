@@ -54,7 +54,7 @@ func TestSeedCommands(t *testing.T) {
 	run("azsim keyvault key create --vault-name {kv} -n key1 --kty RSA --size 2048")
 	run("azsim aks create -g {rg} -n {cluster} --node-count 2 --enable-addons azure-keyvault-secrets-provider --enable-managed-identity --generate-ssh-keys")
 	run("azsim vm create -g {rg} -n {vm} --image Ubuntu2204")
-	vars["vmss"] = strings.TrimSpace(run("azsim vmss list -g MC_{rg}_{cluster}_westus2 --query value[0].name -o tsv"))
+	vars["vmss"] = strings.TrimSpace(run("azsim vmss list -g MC_{rg}_{cluster}_westus2 --query [0].name -o tsv"))
 
 	// Use a user-assigned managed identity.
 	addon := strings.TrimSpace(run("azsim aks show -g {rg} -n {cluster} --query addonProfiles.azureKeyvaultSecretsProvider.identity.clientId -o tsv"))
@@ -211,5 +211,16 @@ func TestFormat(t *testing.T) {
 	}
 	if err := Format(&bytes.Buffer{}, v, "table"); err == nil {
 		t.Error("unknown format accepted")
+	}
+}
+
+// TestHelp: azsim serve --help and every verb's --help print usage and
+// succeed, as az does.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"serve", "--help"}, {"keyvault", "create", "--help"}, {"vmss", "list", "-h"}, {"--help"}, {"--version"}} {
+		var out strings.Builder
+		if err := Run(context.Background(), args, &out); err != nil || out.Len() == 0 {
+			t.Errorf("azsim %s: %v, %d bytes", strings.Join(args, " "), err, out.Len())
+		}
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +35,12 @@ func serve(ctx context.Context, dataDir string, args []string, stdout io.Writer)
 	fs.Var(&trust, "trust-ca", "CA file of an external OIDC issuer (repeatable), e.g. the local cluster's")
 	fs.BoolVar(&verbose, "v", false, "log every request (never secret values)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "Usage: azsim serve [flags]\n\nFlags:")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil
+		}
 		return fmt.Errorf("azsim serve: %w", err)
 	}
 	if fs.NArg() > 0 {

@@ -41,11 +41,11 @@ type CertPolicy struct {
 		ContentType string `json:"contentType,omitempty"`
 	} `json:"secret_props,omitempty"`
 	X509Props *struct {
-		Subject        string `json:"subject,omitempty"`
-		ValidityMonths int    `json:"validity_months,omitempty"`
-		SANs           *struct {
-			DNSNames []string `json:"dns_names,omitempty"`
-		} `json:"sans,omitempty"`
+		Subject        string   `json:"subject,omitempty"`
+		ValidityMonths int      `json:"validity_months,omitempty"`
+		SANs           *SANs    `json:"sans,omitempty"`
+		KeyUsage       []string `json:"key_usage,omitempty"`
+		EKUs           []string `json:"ekus,omitempty"`
 	} `json:"x509_props,omitempty"`
 	Issuer *struct {
 		Name string `json:"name,omitempty"`
@@ -54,11 +54,14 @@ type CertPolicy struct {
 
 // ImportCertParams is the body of an import-certificate request.
 type ImportCertParams struct {
-	Value      string            `json:"value"`
-	Password   string            `json:"pwd,omitempty"`
-	Policy     *CertPolicy       `json:"policy,omitempty"`
-	Attributes *Attributes       `json:"attributes,omitempty"`
-	Tags       map[string]string `json:"tags,omitempty"`
+	Value    string `json:"value"`
+	Password string `json:"pwd,omitempty"`
+	// PreserveCertOrder keeps the chain in the imported order; by default
+	// the leaf comes first, as in the service.
+	PreserveCertOrder bool              `json:"preserveCertOrder,omitempty"`
+	Policy            *CertPolicy       `json:"policy,omitempty"`
+	Attributes        *Attributes       `json:"attributes,omitempty"`
+	Tags              map[string]string `json:"tags,omitempty"`
 }
 
 // CreateCertParams is the body of a create-certificate request.
@@ -88,22 +91,31 @@ func certBundle(base string, c store.Certificate) map[string]any {
 		attrs.NBF, attrs.EXP = &nbf, &exp
 	}
 	return map[string]any{
-		"id":         certID(base, c, true),
-		"kid":        base + "/keys/" + c.Name + "/" + c.Version,
-		"sid":        base + "/secrets/" + c.Name + "/" + c.Version,
-		"x5t":        thumbprint(c.Leaf),
-		"cer":        base64.StdEncoding.EncodeToString(c.Leaf),
-		"attributes": attrs,
-		"tags":       c.Tags,
+		"id":                certID(base, c, true),
+		"kid":               base + "/keys/" + c.Name + "/" + c.Version,
+		"sid":               base + "/secrets/" + c.Name + "/" + c.Version,
+		"x5t":               thumbprint(c.Leaf),
+		"cer":               base64.StdEncoding.EncodeToString(c.Leaf),
+		"attributes":        attrs,
+		"tags":              c.Tags,
+		"preserveCertOrder": c.PreserveCertOrder,
 		"policy": map[string]any{
 			"id":           base + "/certificates/" + c.Name + "/policy",
 			"key_props":    map[string]any{"exportable": c.Exportable, "kty": c.KeyType, "key_size": c.KeySize, "reuse_key": false},
 			"secret_props": map[string]any{"contentType": c.ContentType},
-			"x509_props":   map[string]any{"subject": c.Subject, "validity_months": c.Validity},
+			"x509_props":   x509PropsOf(c),
 			"issuer":       map[string]any{"name": c.Issuer},
 			"attributes":   map[string]any{"enabled": true, "created": c.Attributes.Created.Unix(), "updated": c.Attributes.Updated.Unix()},
 		},
 	}
+}
+
+func x509PropsOf(c store.Certificate) map[string]any {
+	leaf, err := x509.ParseCertificate(c.Leaf)
+	if err != nil {
+		return map[string]any{"subject": c.Subject, "validity_months": c.Validity}
+	}
+	return x509Props(leaf, c.Validity)
 }
 
 func certItem(base string, c store.Certificate, withVersion bool) map[string]any {
@@ -155,11 +167,13 @@ func createCertificate(h *Handler, r *http.Request, v store.Vault, o op) (int, a
 	return http.StatusAccepted, completedOperation("https://"+r.Host, c), nil
 }
 
-// material is a certificate's private key, leaf and chain.
+// material is a certificate's private key, leaf and chain; ordered, when
+// set, is every certificate in the order to write them (preserveCertOrder).
 type material struct {
-	key   crypto.Signer
-	leaf  *x509.Certificate
-	chain []*x509.Certificate
+	key     crypto.Signer
+	leaf    *x509.Certificate
+	chain   []*x509.Certificate
+	ordered []*x509.Certificate
 }
 
 // ImportCertificate stores a new certificate version from a PFX (base64) or
@@ -179,6 +193,9 @@ func (h *Handler) ImportCertificate(vault, name string, p ImportCertParams) (sto
 	}
 	if p.Policy != nil && p.Policy.SecretProps != nil && p.Policy.SecretProps.ContentType != "" {
 		contentType = p.Policy.SecretProps.ContentType
+	}
+	if !p.PreserveCertOrder {
+		m.ordered = nil
 	}
 	return h.saveCertificate(vault, name, m, contentType, "Unknown", 0, p.Attributes, p.Tags)
 }
@@ -230,11 +247,9 @@ func selfSigned(pol *CertPolicy, months int, now time.Time) (material, error) {
 		return material{}, err
 	}
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: subject, NotBefore: now.Add(-5 * time.Minute),
-		NotAfter: now.AddDate(0, months, 0), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	if pol.X509Props.SANs != nil {
-		tmpl.DNSNames = pol.X509Props.SANs.DNSNames
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: subject, NotBefore: now.Add(-5 * time.Minute), NotAfter: now.AddDate(0, months, 0)}
+	if err := applyX509Props(tmpl, pol.X509Props.KeyUsage, pol.X509Props.EKUs, pol.X509Props.SANs); err != nil {
+		return material{}, err
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
@@ -319,6 +334,7 @@ func parsePEMBundle(data []byte) (material, error) {
 		if samePublicKey(c.PublicKey, m.key.Public()) {
 			m.leaf = c
 			m.chain = append(append([]*x509.Certificate{}, certs[:i]...), certs[i+1:]...)
+			m.ordered = certs
 			return m, nil
 		}
 	}
@@ -368,7 +384,7 @@ func (h *Handler) saveCertificate(vault, name string, m material, contentType, i
 	now := h.cfg.Now().UTC()
 	c := store.Certificate{Vault: strings.ToLower(vault), Name: name, Leaf: m.leaf.Raw, ContentType: contentType, Issuer: issuer,
 		Subject: m.leaf.Subject.String(), Validity: months, KeyType: kty, KeySize: size, Exportable: true,
-		Attributes: newAttributes(now), Tags: tags}
+		Attributes: newAttributes(now), Tags: tags, PreserveCertOrder: m.ordered != nil}
 	for _, ch := range m.chain {
 		c.Chain = append(c.Chain, ch.Raw)
 	}
@@ -424,7 +440,11 @@ func secretValue(m material, contentType string) (string, error) {
 	}
 	var b bytes.Buffer
 	_ = pem.Encode(&b, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	for _, c := range append([]*x509.Certificate{m.leaf}, m.chain...) {
+	certs := append([]*x509.Certificate{m.leaf}, m.chain...)
+	if m.ordered != nil {
+		certs = m.ordered
+	}
+	for _, c := range certs {
 		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
 	return b.String(), nil

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -158,8 +159,11 @@ func (h *Handler) serve(r *http.Request, name string) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if r.URL.Query().Get("api-version") == "" {
-		return 0, nil, errBadParameter("The api-version query parameter is missing. Add ?api-version=7.4 or a later version.")
+	if err := checkAPIVersion(r.URL.Query().Get("api-version")); err != nil {
+		return 0, nil, err
+	}
+	if err := checkMaxResults(r); err != nil {
+		return 0, nil, err
 	}
 	op, err := route(r.Method, r.URL.Path)
 	if err != nil {
@@ -242,4 +246,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// apiVersions are the Key Vault data-plane API versions azsim serves (the
+// ones the SDKs and the upstream provider send), with their previews.
+var apiVersions = []string{"2016-10-01", "7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"}
+
+// latestAPIVersion is named in refusals, as the service names its latest.
+const latestAPIVersion = "2026-04-01"
+
+func checkAPIVersion(v string) error {
+	if v == "" {
+		return errBadParameter("The api-version query parameter is missing. Add ?api-version=%s or another supported version.", latestAPIVersion)
+	}
+	base, _, _ := strings.Cut(v, "-preview")
+	if slices.Contains(apiVersions, base) {
+		return nil
+	}
+	return errBadParameter("The specified version (%s) is not recognized. Consider using the latest supported version (%s).", v, latestAPIVersion)
 }

@@ -182,10 +182,12 @@ func jsonProblem(err error) string {
 
 // page slices items by the maxresults and $skiptoken query parameters and
 // adds a nextLink (with api-version, which the SDK does not re-add).
+// maxresults must be 1 to 25, as the service says; checkMaxResults refuses
+// others before the operation runs.
 func page(r *http.Request, items []any) map[string]any {
 	q := r.URL.Query()
 	max, err := strconv.Atoi(q.Get("maxresults"))
-	if err != nil || max < 1 || max > 25 {
+	if err != nil {
 		max = 25
 	}
 	skip, err := strconv.Atoi(q.Get("$skiptoken"))
@@ -259,4 +261,16 @@ func mapItems[T any](xs []T, f func(T) any) []any {
 		items[i] = f(x)
 	}
 	return items
+}
+
+// checkMaxResults refuses a maxresults the service refuses.
+func checkMaxResults(r *http.Request) error {
+	v := r.URL.Query().Get("maxresults")
+	if v == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 25 {
+		return errBadParameter("The value %s for maxresults is not valid: it must be an integer between 1 and 25.", v)
+	}
+	return nil
 }

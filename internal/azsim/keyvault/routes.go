@@ -29,6 +29,9 @@ var (
 func route(method, path string) (op, error) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	kind := parts[0]
+	if err := unsupported(method, parts); err != nil {
+		return op{}, err
+	}
 	if kind != kindSecrets && kind != kindKeys && kind != kindCerts {
 		return op{}, errNoRoute(method, path)
 	}
@@ -85,6 +88,31 @@ func routeObject(method, path string, o op, sub string) (op, error) {
 		return op{}, errBadParameter("The request URI contains an invalid version: %s", o.version)
 	}
 	return o, nil
+}
+
+// unsupported names the parts of the Key Vault API azsim does not model,
+// so that a client gets "not supported" rather than a misleading
+// CertificateNotFound or "invalid version".
+func unsupported(method string, parts []string) error {
+	what := ""
+	switch {
+	case len(parts) >= 2 && parts[0] == kindCerts && (parts[1] == "contacts" || parts[1] == "issuers"):
+		what = "certificate " + parts[1]
+	case len(parts) == 3 && parts[0] == kindCerts && parts[2] == "pending" && method != http.MethodGet:
+		what = "cancelling or deleting certificate operations (creation is immediate in azsim)"
+	case len(parts) == 3 && parts[0] == kindCerts && parts[2] == "policy" && method != http.MethodGet:
+		what = "updating certificate policies"
+	case len(parts) == 3 && parts[0] == kindKeys && parts[2] == "rotationpolicy":
+		what = "key rotation policies"
+	case len(parts) == 3 && parts[0] == kindKeys && parts[2] == "rotate":
+		what = "key rotation"
+	case len(parts) >= 1 && (parts[0] == "deletedsecrets" || parts[0] == "deletedkeys" || parts[0] == "deletedcertificates"):
+		what = "soft-deleted objects"
+	}
+	if what == "" {
+		return nil
+	}
+	return &apiError{status: http.StatusNotImplemented, code: "NotSupported", msg: "azsim does not support " + what + "; kvmount's provider never uses them"}
 }
 
 func errNoRoute(method, path string) *apiError {

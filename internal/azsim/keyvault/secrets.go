@@ -49,8 +49,12 @@ func secretID(base string, s store.Secret, withVersion bool) string {
 // certificate-backed secret in another format; only PFX to PEM is
 // supported, as in the service.
 func secretBundle(base string, s store.Secret, outContentType string) (secretBundleJSON, error) {
+	kid := s.KID
+	if strings.HasPrefix(kid, "/") { // stored relative to the vault, served absolute
+		kid = base + kid
+	}
 	b := secretBundleJSON{Value: s.Value, ID: secretID(base, s, true), ContentType: s.ContentType,
-		Attributes: toWire(s.Attributes), Tags: s.Tags, KID: s.KID, Managed: s.Managed}
+		Attributes: toWire(s.Attributes), Tags: s.Tags, KID: kid, Managed: s.Managed}
 	if outContentType == "" || outContentType == s.ContentType {
 		return b, nil
 	}

@@ -192,6 +192,8 @@ type Certificate struct {
 	Exportable  bool              `json:"exportable"`
 	Attributes  Attributes        `json:"attributes"`
 	Tags        map[string]string `json:"tags,omitempty"`
+	// PreserveCertOrder: the backing secret keeps the imported order.
+	PreserveCertOrder bool `json:"preserveCertOrder,omitempty"`
 }
 
 // NewGUID returns a random RFC 4122 version 4 GUID, the shape of every

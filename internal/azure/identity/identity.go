@@ -47,8 +47,10 @@ type Options struct {
 	// IMDSEndpoint is the instance metadata service; requests the SDK
 	// addresses to the link-local default are sent here instead.
 	IMDSEndpoint string
-	// HTTPClient carries Entra ID, NMI and IMDS traffic.
-	HTTPClient *http.Client
+	// HTTPClient carries Entra ID traffic; LocalHTTPClient the node-local
+	// NMI and IMDS traffic, which never goes through a proxy (nil: the
+	// same client).
+	HTTPClient, LocalHTTPClient *http.Client
 	// IdleTTL drops credentials unused this long (default 1 h).
 	IdleTTL time.Duration
 	// MaxCredentials bounds the credentials kept (default 4096).
@@ -94,8 +96,11 @@ func NewSource(opts Options) *Source {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = http.DefaultClient
 	}
+	if opts.LocalHTTPClient == nil {
+		opts.LocalHTTPClient = opts.HTTPClient
+	}
 	s := &Source{opts: opts, creds: lru.New[string, *entry](opts.MaxCredentials, opts.IdleTTL, opts.Now)}
-	s.imds = newIMDSClient(opts.IMDSEndpoint, opts.HTTPClient.Transport)
+	s.imds = newIMDSClient(opts.IMDSEndpoint, opts.LocalHTTPClient.Transport)
 	return s
 }
 
@@ -116,7 +121,7 @@ func (s *Source) For(cfg config.Config) (Credential, error) {
 		return Credential{}, err
 	}
 	if cfg.Mode == config.ModePodIdentity {
-		nmi := &nmiCredential{endpoint: s.opts.NMIEndpoint, pod: cfg.Pod, client: s.opts.HTTPClient}
+		nmi := &nmiCredential{endpoint: s.opts.NMIEndpoint, pod: cfg.Pod, client: s.opts.LocalHTTPClient}
 		return Credential{TokenCredential: nmi, Key: key, Endpoint: s.opts.NMIEndpoint}, nil
 	}
 	e, err := s.creds.GetOrAdd(key, func() (*entry, error) { return s.newEntry(cfg) })

@@ -29,6 +29,7 @@ import (
 	"kvmount.dev/kvmount/internal/httpclient"
 	"kvmount.dev/kvmount/internal/serve"
 	"kvmount.dev/kvmount/internal/socket"
+	"kvmount.dev/kvmount/internal/version"
 )
 
 // RunConfig is the provider process's configuration, from its flags.
@@ -89,7 +90,7 @@ func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
-	log.Info("provider-azure serving", "endpoint", rc.Endpoint, "version", Version)
+	log.Info("provider-azure serving", "endpoint", rc.Endpoint, "version", version.Version)
 
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return g.Serve(lis) })
@@ -130,6 +131,10 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 		return nil, nil, nil, err
 	}
 	client := &http.Client{Transport: tr}
+	local, err := httpclient.NewTransport(httpclient.Options{CAFiles: rc.CAFiles, Overrides: overrides, NoProxy: true})
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var metrics *Metrics
 	observe := func(o config.Object, err error, d time.Duration) { metrics.ObserveKeyVault(o, err, d) }
 	fetcher := keyvault.New(keyvault.Options{HTTPClient: client, Epochs: epoch.ForNode(rc.NodeName, rc.CacheTTL), PerVault: rc.PerVault,
@@ -142,15 +147,16 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 		return nil, nil, nil, err
 	}
 	srv := New(Options{
-		Events:       recorder,
-		Defaults:     config.Defaults{CloudName: rc.CloudName, CloudEnvFile: rc.CloudEnvFile},
-		Identities:   identity.NewSource(identity.Options{NMIEndpoint: rc.NMIEndpoint, IMDSEndpoint: rc.IMDSEndpoint, HTTPClient: client}),
+		Events:   recorder,
+		Defaults: config.Defaults{CloudName: rc.CloudName, CloudEnvFile: rc.CloudEnvFile},
+		Identities: identity.NewSource(identity.Options{NMIEndpoint: rc.NMIEndpoint, IMDSEndpoint: rc.IMDSEndpoint,
+			HTTPClient: client, LocalHTTPClient: &http.Client{Transport: local}}),
 		Fetcher:      fetcher,
 		Logger:       log,
 		Metrics:      metrics,
 		MountTimeout: rc.MountTimeout,
 	})
-	return srv, reg, tr.CloseIdleConnections, nil
+	return srv, reg, func() { tr.CloseIdleConnections(); local.CloseIdleConnections() }, nil
 }
 
 // httpServers are the health endpoint, /metrics and pprof, on their own

@@ -19,10 +19,8 @@ import (
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
 	"kvmount.dev/kvmount/internal/events"
+	"kvmount.dev/kvmount/internal/version"
 )
-
-// Version is reported by the Version RPC and --version.
-var Version = "v0.1.0"
 
 // Options wire the server.
 type Options struct {
@@ -59,7 +57,7 @@ func New(opts Options) *Server {
 
 // Version answers the driver's version handshake.
 func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
-	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: "kvmount-provider-azure", RuntimeVersion: Version}, nil
+	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: "kvmount-provider-azure", RuntimeVersion: version.Version}, nil
 }
 
 // Mount fetches the class's objects and returns them as files.
