@@ -16,7 +16,10 @@ import (
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"kvmount.dev/kvmount/internal/localenv"
 )
 
 // chartArgs reads an argument list of testdata/upstream-args, with the
@@ -187,4 +190,27 @@ func TestUpstreamChartArgs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClassWarningEvent: a class upstream mounts but that is probably a
+// mistake (a misspelt field) mounts, and the provider tells the pod with a
+// Warning Event, through its own service account.
+func TestClassWarningEvent(t *testing.T) {
+	env, cs := startEnv(t, 1)
+	ctx := context.Background()
+	setupSeedVault(t, env, "warned")
+	addon := azsim(t, env, "aks show", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": localenv.ClusterName})["addonProfiles"].(map[string]any)["azureKeyvaultSecretsProvider"].(map[string]any)["identity"].(map[string]any)["clientId"].(string)
+	params := "    useVMManagedIdentity: \"true\"\n    userAssignedIdentityID: " + addon + "\n    keyvaultName: kvmount-e2e\n    tenantId: " + env.TenantID
+	class := strings.Replace(string(classYAML("typo", params)), "objectType: secret", "objectType: secret\n          objectVerison: \"\"", 1)
+	if err := env.Cluster.Apply(ctx, []byte(class)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, podWithClass("typo-pod", "typo", "", ""), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSecretFile(t, env, cs, "typo-pod", "warned")
+	waitFor(t, 30*time.Second, "the provider's warning on the pod", func() (bool, string) {
+		ev := strings.Join(events(cs, "default", "typo-pod"), " | ")
+		return strings.Contains(ev, "SecretProviderClassWarning") && strings.Contains(ev, "did you mean objectVersion?"), ev
+	})
 }
