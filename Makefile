@@ -7,7 +7,7 @@ BIN      := $(CURDIR)/bin
 PKGS     := ./...
 TESTARGS ?=
 
-.PHONY: all build vet cluster-bins tools test test-compile host-deps demo crds tidy clean
+.PHONY: all build vet cluster-bins tools images test test-compile host-deps demo crds tidy clean
 
 all: build
 
@@ -19,12 +19,21 @@ build:
 vet:
 	$(GO) vet $(PKGS)
 	cd tools/cluster && $(GO) vet ./...
+	cd tools/images && $(GO) vet ./...
 
-## cluster-bins: etcd, kube-apiserver, kube-controller-manager, kubelet and fakecri into bin/ (cached)
+## cluster-bins: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+## kubelet, kube-proxy, kubectl, fakecri and nodeinit into bin/ (cached)
 cluster-bins:
 	tools/cluster/build.sh $(BIN)
 
-## host-deps: the few host tools the tests need (iproute2, util-linux, mount)
+## images: kvmount's two images (linux/amd64 and linux/arm64, one OCI index
+## each) and the local cluster's pause and busybox, as OCI archives in
+## bin/images; prints the digests (the same on every build of a commit)
+images:
+	cd tools/images && $(GO) run . --root $(CURDIR) --out $(BIN)/images
+
+## host-deps: the host tools and packages the tests need (iproute2, util-linux,
+## containerd, runc, CNI plugins, busybox-static, iptables)
 host-deps:
 	scripts/host-deps.sh
 
@@ -33,16 +42,18 @@ test-compile:
 	$(GO) mod download
 	cd tools/cluster && $(GO) mod download
 	cd tools/helm && $(GO) mod download
+	cd tools/images && $(GO) mod download && $(GO) test -count=1 -run '^$$' ./... >/dev/null
 	$(GO) test -race -count=1 -run '^$$' $(PKGS) >/dev/null
 
 ## test: everything above, then every test, with the race detector, with
 ## loopback as the only network
-test: host-deps build vet cluster-bins tools test-compile
+test: host-deps build vet cluster-bins tools images test-compile
+	cd tools/images && KVMOUNT_BIN_DIR=$(BIN) ../../scripts/netns-run.sh $(GO) test -count=1 -timeout 10m -v ./...
 	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -race -count=1 -timeout 60m -v $(TESTARGS) $(PKGS)
 
 ## demo: the seed's three identity methods on a local node, in a loopback-only
 ## network namespace (everything it runs listens on 127.0.0.1 anyway)
-demo: host-deps build cluster-bins
+demo: host-deps build cluster-bins tools images
 	scripts/netns-run.sh $(BIN)/kvmount demo
 
 ## crds: regenerate deploy/crds/secrets-store.csi.x-k8s.io.yaml from the Go types

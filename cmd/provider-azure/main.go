@@ -14,6 +14,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	// The provider's image is an empty base with no CA bundle: these roots
+	// (Mozilla's, as Go ships them) are used only when the host or image has
+	// none, so that Key Vault and Entra ID on real Azure still verify.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"kvmount.dev/kvmount/internal/azure/provider"
 	"kvmount.dev/kvmount/internal/logs"
 	"kvmount.dev/kvmount/internal/version"

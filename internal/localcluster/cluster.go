@@ -1,8 +1,11 @@
 // Package localcluster runs a real Kubernetes control plane (etcd,
-// kube-apiserver, kube-controller-manager) and N real kubelets on loopback,
-// each kubelet with its own root dir and a fake CRI runtime. Containers are
-// never started, but kubelet really mounts every volume, CSI ones included,
-// which is what kvmount's end-to-end tests and demo need.
+// kube-apiserver, kube-controller-manager, kube-scheduler) and N real
+// kubelets on one machine. With RuntimeContainerd each node is a machine of
+// its own (PID, network and mount namespaces) running containerd, runc and
+// kube-proxy: real containers, which read their mounted files. With
+// RuntimeFake (the default) kubelets share the host, each with its own root
+// dir and the CRI's fake runtime: containers never start, but kubelet really
+// mounts every volume, CSI ones included, and many nodes fit on one machine.
 //
 // Everything a cluster creates lives under Config.Dir; Stop ends every child
 // process and unmounts everything below that dir.
@@ -13,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -39,6 +43,12 @@ type Cluster struct {
 	// Nodes describes each kubelet, in order.
 	Nodes []Node
 
+	// net and nodeServer are the cluster network and the API server's
+	// URL as nodes reach it (RuntimeContainerd); without machines net is
+	// nil and nodeServer is Server.
+	net        *network
+	nodeServer string
+
 	mu    sync.Mutex // guards procs
 	procs []*process
 }
@@ -50,8 +60,14 @@ type Node struct {
 	// RootDir/pods/<uid>/volumes, plugin sockets under RootDir/plugins and
 	// registration sockets under RootDir/plugins_registry.
 	RootDir string
-	// CRIEndpoint is the fake runtime's socket.
+	// CRIEndpoint is the fake runtime's socket (RuntimeFake).
 	CRIEndpoint string
+	// IP is the node's address (RuntimeContainerd): kubelet serves there,
+	// and host-network pods of the node listen there.
+	IP string
+	// PID is the node's init (RuntimeContainerd): its namespaces are the
+	// node's (nsenter --target PID).
+	PID int
 }
 
 // Start brings the cluster up and waits until the API server is ready and
@@ -69,6 +85,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{cfg: cfg, ports: ports, Server: "https://127.0.0.1:" + strconv.Itoa(ports.APIServer)}
+	c.nodeServer = c.Server
 	if err := c.start(ctx); err != nil {
 		stopErr := c.Stop()
 		return nil, errors.Join(err, stopErr)
@@ -86,6 +103,17 @@ func (c *Cluster) start(ctx context.Context) error {
 	// leave tmpfs mounts behind; clear them before reusing the dir.
 	if err := UnmountAll(c.cfg.Dir); err != nil {
 		return fmt.Errorf("clear stale mounts under %s: %w", c.cfg.Dir, err)
+	}
+	if c.cfg.Runtime == RuntimeContainerd {
+		net, err := openNetwork(c.cfg.Dir)
+		if err != nil {
+			return err
+		}
+		c.net = net
+		c.nodeServer = "https://" + net.gateway().String() + ":" + strconv.Itoa(c.ports.APIServer)
+		if err := c.shareNodeDirs(); err != nil {
+			return err
+		}
 	}
 	steps := []struct {
 		what string
@@ -118,7 +146,31 @@ func (c *Cluster) Stop() error {
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].stop(10 * time.Second)
 	}
-	return UnmountAll(c.cfg.Dir)
+	err := UnmountAll(c.cfg.Dir)
+	if c.net != nil {
+		err = errors.Join(err, c.net.close())
+		c.net = nil
+	}
+	return err
+}
+
+// NodeDir is where every node sees its own directory (RuntimeContainerd):
+// its kubelet root dir is NodeDir/k and its providers' sockets are in
+// NodeDir/providers, whichever node it is. Empty with RuntimeFake.
+func (c *Cluster) NodeDir() string {
+	if c.net == nil {
+		return ""
+	}
+	return c.nodeDir()
+}
+
+// Runtime is the nodes' container runtime.
+func (c *Cluster) Runtime() Runtime { return c.cfg.Runtime }
+
+// Kubectl is a kubectl command for the cluster as admin, run where the
+// cluster's network is (this namespace).
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, filepath.Join(c.cfg.BinDir, "kubectl"), append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
 }
 
 // PIDs returns the process IDs of every running child, which are also their
@@ -160,7 +212,19 @@ func (c *Cluster) path(elem ...string) string {
 }
 
 func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
-	p, err := startProcess(c.path("logs"), name, filepath.Join(c.cfg.BinDir, bin), args...)
+	return c.runPath(name, filepath.Join(c.cfg.BinDir, bin), args...)
+}
+
+// runPath is run with bin a path, or a command looked up in $PATH.
+func (c *Cluster) runPath(name, bin string, args ...string) (*process, error) {
+	if !filepath.IsAbs(bin) {
+		path, err := exec.LookPath(bin)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w (scripts/host-deps.sh installs it)", bin, err)
+		}
+		bin = path
+	}
+	p, err := startProcess(c.path("logs"), name, bin, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,14 @@ type Config struct {
 	// SyncFrequency is kubelet's pod sync period, which also paces CSI
 	// republish (rotation). Zero keeps kubelet's default of one minute.
 	SyncFrequency time.Duration
+	// Runtime runs the nodes' containers: RuntimeFake (the default) or
+	// RuntimeContainerd, which needs a loopback-only network namespace
+	// (scripts/netns-run.sh) for the cluster network it creates.
+	Runtime Runtime
+	// Images are OCI archives imported into every node's containerd
+	// before kubelet starts (nothing can be pulled); they must include
+	// SandboxImage.
+	Images []string
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -56,6 +64,13 @@ func (c *Config) setDefaults() error {
 	}
 	if c.NodeName == nil {
 		c.NodeName = func(i int) string { return fmt.Sprintf("node-%d", i) }
+	}
+	switch c.Runtime {
+	case "":
+		c.Runtime = RuntimeFake
+	case RuntimeFake, RuntimeContainerd:
+	default:
+		return fmt.Errorf("localcluster: runtime %q: use %q or %q", c.Runtime, RuntimeFake, RuntimeContainerd)
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -114,7 +129,7 @@ func (p Ports) check() error {
 }
 
 // binaries the cluster runs, all expected in BinDir.
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "fakecri"}
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "fakecri", "nodeinit"}
 
 // MissingBinaries lists the cluster binaries not present in binDir.
 func MissingBinaries(binDir string) []string {

@@ -36,8 +36,12 @@ func (c *Cluster) writePKI(context.Context) error {
 		return err
 	}
 	c.ca = ca
+	ips := append(loopback, net.ParseIP("10.96.0.1"))
+	if c.net != nil {
+		ips = append(ips, c.net.gateway())
+	}
 	if _, _, err := ca.Issue(pkiDir, "apiserver", pki.Spec{
-		CommonName: "kube-apiserver", Server: true, IPs: append(loopback, net.ParseIP("10.96.0.1")),
+		CommonName: "kube-apiserver", Server: true, IPs: ips,
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	}); err != nil {
 		return err
@@ -90,12 +94,18 @@ func (c *Cluster) AuditLog() string { return c.path("logs", "audit.log") }
 
 // kubeconfig issues a client certificate and writes <dir>/<name>.kubeconfig.
 func (c *Cluster) kubeconfig(name string, spec pki.Spec) (string, error) {
+	return c.kubeconfigFor(name, spec, c.Server)
+}
+
+// kubeconfigFor is kubeconfig for clients that reach the API server at
+// server (a node's components, from the node's namespace).
+func (c *Cluster) kubeconfigFor(name string, spec pki.Spec, server string) (string, error) {
 	certPath, keyPath, err := c.ca.Issue(c.path("pki"), name, spec)
 	if err != nil {
 		return "", err
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["kvmount"] = &clientcmdapi.Cluster{Server: c.Server, CertificateAuthority: c.ca.CertPath}
+	cfg.Clusters["kvmount"] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: c.ca.CertPath}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: certPath, ClientKey: keyPath}
 	cfg.Contexts["kvmount"] = &clientcmdapi.Context{Cluster: "kvmount", AuthInfo: name}
 	cfg.CurrentContext = "kvmount"
@@ -126,12 +136,9 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 func (c *Cluster) startAPIServer(ctx context.Context) error {
 	pkiDir := c.path("pki")
 	port := strconv.Itoa(c.ports.APIServer)
-	p, err := c.run("kube-apiserver", "kube-apiserver",
+	p, err := c.run("kube-apiserver", "kube-apiserver", append(c.apiServerNetworkArgs(),
 		"--etcd-servers=http://127.0.0.1:"+strconv.Itoa(c.ports.EtcdClient),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+port,
-		// The kubernetes Service's endpoints would be 127.0.0.1, which
-		// Endpoints validation rejects; nothing here needs them.
-		"--endpoint-reconciler-type=none",
+		"--secure-port="+port,
 		"--cert-dir="+pkiDir,
 		"--tls-cert-file="+pkiDir+"/apiserver.crt", "--tls-private-key-file="+pkiDir+"/apiserver.key",
 		"--client-ca-file="+c.ca.CertPath,
@@ -150,7 +157,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--audit-log-format=json", "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
 		"--allow-privileged=true",
 		"--profiling=false",
-		"--v=1")
+		"--v=1")...)
 	if err != nil {
 		return err
 	}
@@ -158,6 +165,21 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		return err
 	}
 	return c.openIssuerDiscovery(ctx)
+}
+
+// apiServerNetworkArgs place the API server on loopback, or with nodes
+// that are machines on the cluster network too: the kubernetes Service then
+// has the bridge address as its endpoint (kube-proxy on each node routes
+// in-cluster clients there) and the API server reaches kubelets at their
+// node addresses.
+func (c *Cluster) apiServerNetworkArgs() []string {
+	if c.net == nil {
+		// The kubernetes Service's endpoints would be 127.0.0.1, which
+		// Endpoints validation rejects; nothing here needs them.
+		return []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
+	}
+	return []string{"--bind-address=0.0.0.0", "--advertise-address=" + c.net.gateway().String(),
+		"--kubelet-preferred-address-types=InternalIP,Hostname"}
 }
 
 // openIssuerDiscovery lets anonymous clients read the service-account
@@ -184,7 +206,11 @@ func (c *Cluster) openIssuerDiscovery(ctx context.Context) error {
 // collector (pod-owned SecretProviderClassPodStatus and synced Secrets), the
 // namespace lifecycle, default service accounts, the root CA config map
 // that every pod's projected token volume needs, and node lifecycle, which
-// lifts the not-ready taint kubelet registers with, so pods get scheduled.
+// lifts the not-ready taint kubelet registers with, so pods get scheduled;
+// and the ones the chart and users' workloads need: DaemonSets,
+// Deployments and ReplicaSets (a rollout after a secret changes), Jobs,
+// EndpointSlices (Services) and ClusterRole aggregation (the chart's roles
+// for namespace admins, editors and viewers).
 func (c *Cluster) startControllerManager(ctx context.Context) error {
 	pkiDir := c.path("pki")
 	kubeconfig := c.path("controller-manager.kubeconfig")
@@ -194,7 +220,8 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(c.ports.ControllerManager),
 		"--cert-dir="+pkiDir,
 		"--leader-elect=false",
-		"--controllers=garbagecollector,namespace,serviceaccount,root-ca-cert-publisher,nodelifecycle",
+		"--controllers=garbagecollector,namespace,serviceaccount,root-ca-cert-publisher,nodelifecycle,"+
+			"daemonset,deployment,replicaset,job,endpointslice,clusterrole-aggregation",
 		"--root-ca-file="+c.ca.CertPath,
 		"--service-account-private-key-file="+pkiDir+"/sa.key",
 		// Each controller acts as its own service account with the

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 	"kvmount.dev/kvmount/internal/pki"
 )
 
-// startNodes starts a fake CRI and a kubelet for every node.
+// startNodes starts every node: a fake CRI and a kubelet, or a machine.
 func (c *Cluster) startNodes(ctx context.Context) error {
 	for i := range c.cfg.Nodes {
 		n, err := c.startNode(ctx, i)
@@ -33,6 +34,9 @@ func (c *Cluster) startNode(ctx context.Context, i int) (Node, error) {
 	// Short paths: kubelet and plugins put unix sockets under the root
 	// dir, and a socket path may not exceed 107 bytes.
 	base := c.path("n", strconv.Itoa(i))
+	if c.net != nil {
+		return c.startMachineNode(ctx, i, name, base)
+	}
 	n := Node{Name: name, RootDir: filepath.Join(base, "k"), CRIEndpoint: "unix://" + filepath.Join(base, "cri.sock")}
 	for _, d := range []string{n.RootDir, filepath.Join(base, "pod-logs"), filepath.Join(base, "volume-plugins")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
@@ -47,23 +51,13 @@ func (c *Cluster) startNode(ctx context.Context, i int) (Node, error) {
 	if err := waitFile(ctx, cri, filepath.Join(base, "cri.sock"), 30*time.Second); err != nil {
 		return n, err
 	}
-	kubeconfig, err := c.kubeconfig("kubelet-"+name, pki.Spec{CommonName: "system:node:" + name, Orgs: []string{"system:nodes"}, Client: true})
-	if err != nil {
-		return n, err
-	}
 	certPath, keyPath, err := c.ca.Issue(c.path("pki"), "kubelet-serving-"+name, pki.Spec{CommonName: name, DNSNames: []string{name, "localhost"}, IPs: loopback, Server: true})
 	if err != nil {
 		return n, err
 	}
-	configPath := filepath.Join(base, "kubelet-config.yaml")
-	cfg := c.kubeletConfig(i, n, base, certPath, keyPath)
-	if err := pki.WriteFileAtomic(configPath, []byte(cfg), 0o600); err != nil {
-		return n, err
-	}
-	kubelet, err := c.run(name+"-kubelet", "kubelet",
-		"--config="+configPath, "--kubeconfig="+kubeconfig,
-		"--root-dir="+n.RootDir, "--hostname-override="+name, "--node-ip=127.0.0.1",
-		"--v=1")
+	kp := kubeletParams{address: "127.0.0.1", port: c.ports.Kubelet[i], healthzAddress: "127.0.0.1", healthzPort: c.ports.KubeletHealthz[i],
+		endpoint: n.CRIEndpoint, dir: base, cert: certPath, key: keyPath}
+	kubelet, err := c.startKubelet(n, kp, "127.0.0.1", func(name string, args ...string) (*process, error) { return c.run(name, "kubelet", args...) })
 	if err != nil {
 		return n, err
 	}
@@ -71,22 +65,81 @@ func (c *Cluster) startNode(ctx context.Context, i int) (Node, error) {
 	return n, waitHTTP(ctx, kubelet, http.DefaultClient, healthz, 90*time.Second)
 }
 
-// kubeletConfig renders the KubeletConfiguration for node i. The settings
-// that differ from kubelet's defaults are the ones that let several kubelets
-// share one host without a real runtime: no QoS cgroups or node allocatable
-// enforcement, no swap or cgroup v1 refusal, distinct ports and dirs, no DNS,
-// and eviction thresholds low enough that a busy developer machine never
-// evicts the test pods.
-func (c *Cluster) kubeletConfig(i int, n Node, base, certPath, keyPath string) string {
+// startMachineNode starts node i as a machine: its namespaces, containerd
+// with the images, kube-proxy and kubelet, all inside.
+func (c *Cluster) startMachineNode(ctx context.Context, i int, name, base string) (Node, error) {
+	n := Node{Name: name, RootDir: filepath.Join(base, "k"), IP: c.net.nodeIP(i).String()}
+	for _, d := range []string{n.RootDir, filepath.Join(base, "pod-logs"), filepath.Join(base, "volume-plugins"), filepath.Join(base, "providers")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return n, fmt.Errorf("node %s: %w", name, err)
+		}
+	}
+	m, err := c.startMachine(ctx, i, base)
+	if err != nil {
+		return n, err
+	}
+	n.PID = m.pid
+	if err := c.startContainerd(ctx, m, i, base); err != nil {
+		return n, err
+	}
+	if err := c.startKubeProxy(ctx, m, i, base); err != nil {
+		return n, err
+	}
+	certPath, keyPath, err := c.ca.Issue(c.path("pki"), "kubelet-serving-"+name, pki.Spec{CommonName: name, DNSNames: []string{name}, IPs: []net.IP{c.net.nodeIP(i)}, Server: true})
+	if err != nil {
+		return n, err
+	}
+	// Inside the node its directory is NodeDir, whichever node it is.
+	kp := kubeletParams{address: "0.0.0.0", port: 10250, healthzAddress: n.IP, healthzPort: 10248,
+		endpoint: "unix://" + criSocket, dir: c.nodeDir(), cert: certPath, key: keyPath}
+	kubelet, err := c.startKubelet(n, kp, n.IP, func(name string, args ...string) (*process, error) { return c.runIn(m, name, "kubelet", args...) })
+	if err != nil {
+		return n, err
+	}
+	return n, waitHTTP(ctx, kubelet, http.DefaultClient, "http://"+n.IP+":10248/healthz", 90*time.Second)
+}
+
+// kubeletParams are what differs between kubelets: where they serve,
+// their runtime, their directory (as the kubelet sees it) and certificate.
+type kubeletParams struct {
+	address, healthzAddress string
+	port, healthzPort       int
+	endpoint, dir           string
+	cert, key               string
+}
+
+// startKubelet writes node n's kubelet configuration and starts it with
+// start.
+func (c *Cluster) startKubelet(n Node, kp kubeletParams, nodeIP string, start func(name string, args ...string) (*process, error)) (*process, error) {
+	kubeconfig, err := c.kubeconfigFor("kubelet-"+n.Name, pki.Spec{CommonName: "system:node:" + n.Name, Orgs: []string{"system:nodes"}, Client: true}, c.nodeServer)
+	if err != nil {
+		return nil, err
+	}
+	configPath := filepath.Join(filepath.Dir(n.RootDir), "kubelet-config.yaml")
+	if err := pki.WriteFileAtomic(configPath, []byte(c.kubeletConfig(kp)), 0o600); err != nil {
+		return nil, err
+	}
+	return start(n.Name+"-kubelet",
+		"--config="+configPath, "--kubeconfig="+kubeconfig,
+		"--root-dir="+filepath.Join(kp.dir, "k"), "--hostname-override="+n.Name, "--node-ip="+nodeIP,
+		"--v=1")
+}
+
+// kubeletConfig renders a KubeletConfiguration. The settings that differ
+// from kubelet's defaults are the ones that let several kubelets share one
+// host: no QoS cgroups or node allocatable enforcement, no swap or cgroup
+// v1 refusal, distinct ports and dirs, no DNS, and eviction thresholds low
+// enough that a busy developer machine never evicts the test pods.
+func (c *Cluster) kubeletConfig(kp kubeletParams) string {
 	sync := ""
 	if c.cfg.SyncFrequency > 0 {
 		sync = "syncFrequency: " + c.cfg.SyncFrequency.String() + "\n"
 	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: %s
 port: %d
-healthzBindAddress: 127.0.0.1
+healthzBindAddress: %s
 healthzPort: %d
 readOnlyPort: 0
 tlsCertFile: %s
@@ -117,8 +170,8 @@ evictionHard:
   nodefs.available: "1%%"
   nodefs.inodesFree: "1%%"
   imagefs.available: "1%%"
-%s`, c.ports.Kubelet[i], c.ports.KubeletHealthz[i], certPath, keyPath, c.ca.CertPath,
-		n.CRIEndpoint, n.CRIEndpoint, filepath.Join(base, "pod-logs"), filepath.Join(base, "volume-plugins"), sync)
+%s`, kp.address, kp.port, kp.healthzAddress, kp.healthzPort, kp.cert, kp.key, c.ca.CertPath,
+		kp.endpoint, kp.endpoint, filepath.Join(kp.dir, "pod-logs"), filepath.Join(kp.dir, "volume-plugins"), sync)
 }
 
 // waitNodesReady waits until every node has registered and is Ready.

@@ -1,0 +1,106 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// requireContainers skips unless containers can run here: root, and a
+// loopback-only network namespace for the cluster network (make test
+// runs in one); the images must have been built (make images).
+func requireContainers(t *testing.T) (bin string, images []string) {
+	t.Helper()
+	requireRoot(t)
+	if err := checkIsolated(); err != nil {
+		t.Skip(err)
+	}
+	bin, err := FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"pause", "busybox"} {
+		path := filepath.Join(bin, "images", name+".oci.tar")
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("%v: run make images", err)
+		}
+		images = append(images, path)
+	}
+	return bin, images
+}
+
+// TestContainerdNodes runs real containers on two nodes that are machines
+// of their own: a busybox pod on the second node reads a file kubelet
+// mounted into it (kubectl exec, through the API server and kubelet's
+// streaming), reaches the API server through the kubernetes Service
+// (kube-proxy), and Stop leaves no mount, process or interface behind.
+func TestContainerdNodes(t *testing.T) {
+	bin, images := requireContainers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "kvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c := startCluster(ctx, t, Config{Dir: dir, BinDir: bin, Nodes: 2, Runtime: RuntimeContainerd, Images: images, Logf: t.Logf})
+	pids := c.PIDs()
+	cs, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "config map default/kube-root-ca.crt", func() bool {
+		_, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		return err == nil
+	})
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		Spec: corev1.PodSpec{
+			NodeName: c.Nodes[1].Name,
+			Containers: []corev1.Container{{Name: "busybox", Image: "k8s.gcr.io/e2e-test-images/busybox:1.29-1",
+				Command: []string{"/bin/sleep", "10000"}}},
+		},
+	}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "pod default/reader Running", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "reader", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning
+	})
+	out, err := c.Kubectl(ctx, "exec", "reader", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "default" {
+		t.Fatalf("kubectl exec cat: %v: %q", err, out)
+	}
+	out, err = c.Kubectl(ctx, "exec", "reader", "--", "sh", "-c", "nc -w 5 10.96.0.1 443 </dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("the kubernetes Service is not reachable from a pod: %v: %s", err, out)
+	}
+	stopAndCheck(t, c, dir, pids)
+	names, err := interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, "kvm") {
+			t.Errorf("interface %s left after Stop", name)
+		}
+	}
+}
+
+// TestContainerdNeedsIsolation: nodes with containers are refused where
+// the cluster network could reach anything else.
+func TestContainerdNeedsIsolation(t *testing.T) {
+	if err := checkIsolated(); err != nil {
+		if !errors.Is(err, ErrNotIsolated) || !strings.Contains(err.Error(), "netns-run.sh") {
+			t.Fatalf("error does not say how to get isolation: %v", err)
+		}
+	}
+}
