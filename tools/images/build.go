@@ -90,7 +90,9 @@ func sourceDate(ctx context.Context, root string) (time.Time, error) {
 
 func images(cfg config) []image {
 	goBin := func(pkg, dir string) func(context.Context, string, string) error {
-		return func(ctx context.Context, platform, dst string) error { return goBuild(ctx, cfg, dir, pkg, platform, dst) }
+		return func(ctx context.Context, platform, dst string) error {
+			return goBuild(ctx, cfg, dir, pkg, platform, dst)
+		}
 	}
 	out := []image{
 		{ref: cfg.repo + "/secrets-store-csi-driver:" + cfg.version, title: "secrets-store-csi-driver",
