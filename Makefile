@@ -7,7 +7,7 @@ BIN      := $(CURDIR)/bin
 PKGS     := ./...
 TESTARGS ?=
 
-.PHONY: all build vet cluster-bins tools images test test-compile host-deps demo crds tidy clean
+.PHONY: all build vet cluster-bins tools images manifests test test-compile host-deps demo crds tidy clean
 
 all: build
 
@@ -59,7 +59,11 @@ demo: host-deps build cluster-bins tools images
 ## crds: regenerate deploy/crds/secrets-store.csi.x-k8s.io.yaml from the Go types
 crds:
 	$(GO) run ./internal/apis/secretsstore/gencrds deploy/crds/secrets-store.csi.x-k8s.io.yaml
-	cp deploy/crds/*.yaml deploy/helm/kvmount/crds/
+	cp deploy/crds/secrets-store.csi.x-k8s.io.yaml deploy/helm/kvmount/files/
+
+## manifests: render deploy/*.yaml (plain manifests) from the chart
+manifests: tools
+	$(GO) run ./deploy/render --helm $(BIN)/helm --chart deploy/helm/kvmount --out deploy
 
 ## tools: helm into bin/, built from its Go module (for the chart's tests)
 tools:

@@ -34,6 +34,9 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	if os.Geteuid() != 0 {
 		return errors.New("demo must run as root: kubelet mounts tmpfs volumes; try `sudo make demo`")
 	}
+	if err := isolate(localcluster.RuntimeContainerd); err != nil {
+		return err
+	}
 	progress := newProgress(out)
 	binDir, err := ensureBins(ctx, progress)
 	if err != nil {

@@ -1,6 +1,6 @@
 // Command kvmount runs kvmount's local environment: `kvmount up` starts a real
-// Kubernetes control plane and kubelets on loopback; `kvmount demo` plays the
-// seed's identity scenarios on it.
+// Kubernetes control plane and nodes running the chart's driver and provider
+// in containers; `kvmount demo` plays the seed's identity scenarios on it.
 package main
 
 import (
@@ -17,7 +17,9 @@ import (
 const usage = `kvmount: Azure Key Vault secrets as files in Kubernetes pods, testable offline.
 
 Usage:
-  kvmount up [--nodes N] [--dir DIR] [--base-port PORT]   start the local environment until interrupted
+  kvmount up [--nodes N] [--dir DIR] [--base-port PORT] [--runtime containerd|fake]
+                                                          start the local environment until interrupted
+  kvmount run [--dir DIR] -- COMMAND [ARGS...]            run kubectl, azsim, … where the environment's network is
   kvmount demo [--keep] [--dir DIR]                       play the seed's three identity methods end to end
   kvmount files <namespace>/<pod> [--dir DIR]             show a pod's mounted secrets-store files
   kvmount version                                         print the version (also --version)
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string) error {
 		return runDemo(ctx, args[1:], os.Stdout)
 	case "files":
 		return files(ctx, args[1:], os.Stdout)
+	case "run":
+		return runIn(args[1:])
 	case "bench":
 		if len(args) < 2 || args[1] != "provider" {
 			if wantsHelp(args[1:]) {

@@ -24,6 +24,7 @@ type upConfig struct {
 	nodes    int
 	dir      string
 	basePort int
+	runtime  string
 }
 
 func parseUp(args []string) (upConfig, error) {
@@ -33,7 +34,8 @@ func parseUp(args []string) (upConfig, error) {
 	fs.IntVar(&cfg.nodes, "nodes", 2, "number of nodes (instances of the AKS node pool scale set)")
 	fs.StringVar(&cfg.dir, "dir", "/var/lib/kvmount/env", "state directory (azsim, PKI, etcd, kubelet root dirs, logs); reused on the next start")
 	fs.IntVar(&cfg.basePort, "base-port", 16443, "API server port; etcd, controllers and kubelets use the ports above it, azsim base+100")
-	pos, err := parseVerb(fs, args, os.Stdout, "kvmount up [--nodes N] [--dir DIR] [--base-port PORT]")
+	fs.StringVar(&cfg.runtime, "runtime", "containerd", "containerd: the chart's driver and provider in real containers on nodes with their own network (in a new loopback-only network namespace); fake: host processes and the fake CRI, on this host's loopback, many nodes")
+	pos, err := parseVerb(fs, args, os.Stdout, "kvmount up [--nodes N] [--dir DIR] [--base-port PORT] [--runtime containerd|fake]")
 	if err != nil {
 		return cfg, err
 	}
@@ -42,6 +44,9 @@ func parseUp(args []string) (upConfig, error) {
 	}
 	if cfg.nodes < 1 || cfg.nodes > maxNodes {
 		return cfg, fmt.Errorf("--nodes %d: choose between 1 and %d", cfg.nodes, maxNodes)
+	}
+	if cfg.runtime != string(localcluster.RuntimeContainerd) && cfg.runtime != string(localcluster.RuntimeFake) {
+		return cfg, fmt.Errorf("--runtime %q: choose containerd or fake", cfg.runtime)
 	}
 	if cfg.basePort < 1024 || cfg.basePort > 65000 {
 		return cfg, fmt.Errorf("--base-port %d: choose between 1024 and 65000", cfg.basePort)
@@ -59,6 +64,9 @@ func up(ctx context.Context, args []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("up must run as root: kubelet mounts tmpfs volumes and writes under its root dir; try `sudo kvmount up`")
 	}
+	if err := isolate(localcluster.Runtime(cfg.runtime)); err != nil {
+		return err
+	}
 	progress := newProgress(os.Stdout)
 	defer progress.close()
 	binDir, err := ensureBins(ctx, progress)
@@ -66,7 +74,8 @@ func up(ctx context.Context, args []string) error {
 		return err
 	}
 	start := time.Now()
-	env, err := localenv.Start(ctx, localenv.Config{Dir: cfg.dir, BinDir: binDir, Nodes: cfg.nodes, BasePort: cfg.basePort, Logf: progress.step})
+	env, err := localenv.Start(ctx, localenv.Config{Dir: cfg.dir, BinDir: binDir, Nodes: cfg.nodes, BasePort: cfg.basePort,
+		Runtime: localcluster.Runtime(cfg.runtime), Logf: progress.step})
 	if errors.Is(err, localcluster.ErrPortInUse) {
 		return fmt.Errorf("%w\nchoose free ports with kvmount up --base-port PORT (now %d; the environment uses PORT to PORT+%d)", err, cfg.basePort, 100+2)
 	}
@@ -87,13 +96,24 @@ func up(ctx context.Context, args []string) error {
 func printEnv(env *localenv.Env, dir string, took time.Duration) {
 	fmt.Printf("\nkvmount is up in %s: %d node(s) Ready, the driver and the Azure provider on each.\n", took.Round(100*time.Millisecond), len(env.Nodes))
 	fmt.Printf("  kubeconfig:  export KUBECONFIG=%s\n", env.Cluster.KubeconfigPath)
-	fmt.Printf("  try:         kubectl --kubeconfig %s get nodes\n", env.Cluster.KubeconfigPath)
-	fmt.Printf("  azsim:       export AZSIM_DATA_DIR=%s   # then: azsim keyvault create -n my-kv -g %s\n", env.AzsimDir, localenv.ResourceGroup)
+	fmt.Printf("  azsim:       export AZSIM_DATA_DIR=%s\n", env.AzsimDir)
+	if env.Cluster.Runtime() == localcluster.RuntimeContainerd {
+		fmt.Printf("  network:     its own namespace; reach it with kvmount run (KUBECONFIG and AZSIM_DATA_DIR set, bin/ on PATH):\n")
+		fmt.Printf("  try:         sudo kvmount run --dir %s -- kubectl get pods -A\n", dir)
+		fmt.Printf("               sudo kvmount run --dir %s -- azsim keyvault create -n my-kv -g %s\n", dir, localenv.ResourceGroup)
+	} else {
+		fmt.Printf("  try:         kubectl --kubeconfig %s get nodes\n", env.Cluster.KubeconfigPath)
+		fmt.Printf("               azsim keyvault create -n my-kv -g %s\n", localenv.ResourceGroup)
+	}
 	fmt.Printf("  azsim CA:    %s\n", filepath.Join(env.AzsimDir, "ca.crt"))
 	fmt.Printf("  tenant:      %s   (the SecretProviderClass tenantId)\n", env.TenantID)
 	fmt.Printf("  AKS:         azsim aks show -g %s -n %s\n", localenv.ResourceGroup, localenv.ClusterName)
 	fmt.Printf("  pod files:   kvmount files <namespace>/<pod> --dir %s\n", dir)
-	fmt.Printf("  logs:        %s and %s\n", filepath.Join(env.Cluster.Dir(), "logs"), filepath.Join(dir, "logs"))
+	fmt.Printf("  logs:        %s and %s", filepath.Join(env.Cluster.Dir(), "logs"), filepath.Join(dir, "logs"))
+	if env.Cluster.Runtime() == localcluster.RuntimeContainerd {
+		fmt.Printf("; containers' in %s", filepath.Join(env.Cluster.Dir(), "n", "*", "pod-logs"))
+	}
+	fmt.Println()
 	fmt.Println("Press Ctrl-C to stop.")
 }
 

@@ -20,8 +20,9 @@ import (
 	"kvmount.dev/kvmount/internal/pki"
 )
 
-// endpoint is a plain-HTTP listener on loopback: one machine instance's IMDS
-// or one node's NMI.
+// endpoint is a plain-HTTP listener on the listen host (loopback unless
+// Config.Addr names another): one machine instance's IMDS, one node's NMI,
+// or the IMDS or NMI of every machine told by address.
 type endpoint struct {
 	url  string
 	http *http.Server
@@ -41,6 +42,10 @@ type Endpoints struct {
 	SubscriptionID string            `json:"subscriptionId"`
 	IMDS           map[string]string `json:"imds"`
 	NMI            map[string]string `json:"nmi,omitempty"`
+	// NodeIMDS and NodeNMI serve every machine of Config.NodeAddresses,
+	// each caller as its own machine.
+	NodeIMDS string `json:"nodeIMDS,omitempty"`
+	NodeNMI  string `json:"nodeNMI,omitempty"`
 }
 
 // InstanceKey names one machine instance: a VM, or instance i of a scale set.
@@ -53,12 +58,8 @@ func InstanceKey(m store.Machine, i int) string {
 
 // startMachineEndpoints starts an IMDS for every instance of every machine.
 func (s *Server) startMachineEndpoints(ctx context.Context) error {
-	var machines []store.Machine
-	if err := s.db.View(func(tx *store.Tx) error {
-		var err error
-		machines, err = store.List[store.Machine](tx, store.BucketMachines, "")
-		return err
-	}); err != nil {
+	machines, err := s.machines()
+	if err != nil {
 		return err
 	}
 	for _, m := range machines {
@@ -79,7 +80,83 @@ func (s *Server) startMachineEndpoints(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	if len(s.cfg.NodeAddresses) == 0 {
+		return nil
+	}
+	if err := s.ensureEndpoint("node:imds", s.byAddress("imds")); err != nil {
+		return err
+	}
+	return s.ensureEndpoint("node:nmi", s.byAddress("nmi"))
+}
+
+// byAddress serves kind's endpoint (imds or nmi) of the machine the
+// request comes from, told by its source address.
+func (s *Server) byAddress(kind string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		name, ok := s.cfg.NodeAddresses[host]
+		if !ok {
+			http.Error(w, fmt.Sprintf("azsim: no machine has address %s (azsim serve --node-address NAME=%s)", host, host), http.StatusForbidden)
+			return
+		}
+		h, err := s.machineEndpoint(kind, name)
+		if err != nil {
+			http.Error(w, "azsim: "+err.Error(), http.StatusNotFound)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// machineEndpoint is the handler of kind's endpoint of the machine with
+// that computer name.
+func (s *Server) machineEndpoint(kind, name string) (http.Handler, error) {
+	key := "nmi:" + name
+	if kind == "imds" {
+		inst, err := s.instanceByComputerName(name)
+		if err != nil {
+			return nil, err
+		}
+		key = "imds:" + inst
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.endpoints[key]
+	if !ok {
+		return nil, fmt.Errorf("machine %s has no %s", name, strings.ToUpper(kind))
+	}
+	return e.http.Handler, nil
+}
+
+// machines lists every VM and scale set.
+func (s *Server) machines() ([]store.Machine, error) {
+	var machines []store.Machine
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		machines, err = store.List[store.Machine](tx, store.BucketMachines, "")
+		return err
+	})
+	return machines, err
+}
+
+// instanceByComputerName finds the machine instance (InstanceKey) with
+// that computer name.
+func (s *Server) instanceByComputerName(name string) (string, error) {
+	machines, err := s.machines()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range machines {
+		if !m.ScaleSet && m.Name == name {
+			return InstanceKey(m, 0), nil
+		}
+		for i := range m.Instances {
+			if m.ScaleSet && ComputerName(m.Name, i) == name {
+				return InstanceKey(m, i), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no machine instance is named %s: %w", name, store.ErrNotFound)
 }
 
 // ensureIMDS starts the IMDS of each of m's instances that has none yet.
@@ -125,8 +202,9 @@ func (s *Server) listenKept(key string) (net.Listener, error) {
 		port, _ = store.Get[int](tx, store.BucketPorts, key)
 		return nil
 	})
+	host := s.listenHost()
 	if port != 0 {
-		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+		if ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port))); err == nil {
 			return ln, nil
 		}
 	}
@@ -134,7 +212,7 @@ func (s *Server) listenKept(key string) (net.Listener, error) {
 	var err error
 	for range 100 {
 		port = 30000 + rand.IntN(2768)
-		if ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+		if ln, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port))); err == nil {
 			break
 		}
 	}
@@ -173,6 +251,12 @@ func (s *Server) Endpoints() Endpoints {
 			e.IMDS[inst] = s.endpoints[k].url
 		case "nmi":
 			e.NMI[inst] = s.endpoints[k].url
+		case "node":
+			if inst == "imds" {
+				e.NodeIMDS = s.endpoints[k].url
+			} else {
+				e.NodeNMI = s.endpoints[k].url
+			}
 		}
 	}
 	return e

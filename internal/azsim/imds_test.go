@@ -151,3 +151,29 @@ func TestForeignTenantRefused(t *testing.T) {
 		t.Errorf("error does not name the token's tenant %s: %v", tenantB, err)
 	}
 }
+
+// TestIMDSByAddress: with node addresses, one IMDS answers each caller as
+// its own machine, told by the caller's address, and refuses an address no
+// machine has, naming it.
+func TestIMDSByAddress(t *testing.T) {
+	s := startServer(t, azsim.Config{NodeAddresses: map[string]string{"127.0.0.1": "single"}})
+	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "ua"})
+	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "single"})
+	admin(t, s, "vm identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "single", Identities: []string{ua["id"].(string)}})
+	q := url.Values{"api-version": {"2018-02-01"}, "resource": {"https://vault.azure.net"}}
+	status, body := imdsGet(t, s.Endpoints().NodeIMDS, q, true)
+	if status != 200 || body["client_id"] != ua["clientId"] {
+		t.Fatalf("the caller at 127.0.0.1 (machine single) got %d %v, want a token for %v", status, body, ua["clientId"])
+	}
+
+	other := startServer(t, azsim.Config{NodeAddresses: map[string]string{"127.0.0.2": "single"}})
+	resp, err := http.Get(other.Endpoints().NodeIMDS + "/metadata/identity/oauth2/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "no machine has address 127.0.0.1") {
+		t.Fatalf("unknown caller: %d %s", resp.StatusCode, b)
+	}
+}

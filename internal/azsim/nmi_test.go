@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azsim"
 	"kvmount.dev/kvmount/internal/azsim/jwt"
+	"kvmount.dev/kvmount/internal/azsim/podidentity"
 	"kvmount.dev/kvmount/internal/localcluster"
 )
 
@@ -35,12 +35,7 @@ func TestPodIdentityNMI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cluster.Stop() })
-	root, _ := localcluster.RepoRoot()
-	crds, err := os.ReadFile(filepath.Join(root, "deploy", "crds", "aadpodidentity.k8s.io.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.Apply(ctx, crds); err != nil {
+	if err := cluster.Apply(ctx, podidentity.CRDs); err != nil {
 		t.Fatal(err)
 	}
 	s := startServer(t, azsim.Config{Kubeconfig: cluster.KubeconfigPath})
@@ -56,14 +51,19 @@ func TestPodIdentityNMI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, labels := range map[string]map[string]string{"bound": {"aadpodidbinding": "pod-id"}, "unlabelled": nil, "unbound": {"aadpodidbinding": "nobody"}} {
+	node := azsim.ComputerName(vmssOf(t, s), 0)
+	for name, labels := range map[string]map[string]string{"bound": {"aadpodidbinding": "pod-id"}, "unlabelled": nil, "unbound": {"aadpodidbinding": "nobody"}, "elsewhere": {"aadpodidbinding": "pod-id"}} {
+		on := node
+		if name == "elsewhere" {
+			on = "another-node"
+		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-			Spec: corev1.PodSpec{NodeName: "nowhere", Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+			Spec: corev1.PodSpec{NodeName: on, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	nmiURL, err := s.NMIURL(azsim.ComputerName(vmssOf(t, s), 0))
+	nmiURL, err := s.NMIURL(node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +114,8 @@ func TestPodIdentityNMI(t *testing.T) {
 		{"bound", false, 400, "missing 'podname' and 'podns' from request header"},
 		{"unlabelled", true, 404, `has no "aadpodidbinding" label`},
 		{"unbound", true, 404, `no AzureIdentityBinding in namespace default has selector "nobody"`},
+		// A node's NMI serves the pods on that node only.
+		{"elsewhere", true, 404, "pod default/elsewhere not found on node " + node},
 	} {
 		status, body := get(tt.pod, tt.headers)
 		if status != tt.status || !strings.Contains(body, tt.text) {

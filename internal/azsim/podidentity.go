@@ -64,11 +64,22 @@ func (s *Server) ensureNMI(c store.Cluster) error {
 			return err
 		}
 		node := ComputerName(m.Name, i)
-		if err := s.ensureEndpoint("nmi:"+node, nmi.New(nmi.Config{Cache: s.nmiCache, IMDSURL: imdsURL, Node: node})); err != nil {
+		if err := s.ensureEndpoint("nmi:"+node, nmi.New(nmi.Config{Cache: s.nmiCache, IMDSURL: imdsURL, Node: node, Address: s.nodeAddress(node)})); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// nodeAddress is the network address of the machine with that computer
+// name (Config.NodeAddresses), or "".
+func (s *Server) nodeAddress(name string) string {
+	for addr, n := range s.cfg.NodeAddresses {
+		if n == name {
+			return addr
+		}
+	}
+	return ""
 }
 
 // NMIURL is the NMI endpoint of a node (a scale-set instance's computer name).

@@ -62,7 +62,14 @@ type Config struct {
 	// Kubeconfig is the cluster NMI and `aks pod-identity add` talk to;
 	// empty disables pod identity.
 	Kubeconfig string
-	Logger     *slog.Logger
+	// NodeAddresses maps a machine's network address to its computer
+	// name (a scale-set instance's, an AKS node's name). With it, azsim
+	// also serves one IMDS and one NMI for all those machines, on the
+	// host of Addr, and answers each caller as its own machine's, which it
+	// tells by the caller's address: as every Azure VM reaches its own
+	// IMDS at one address, and one DaemonSet can name one endpoint.
+	NodeAddresses map[string]string
+	Logger        *slog.Logger
 }
 
 // Server is a running azsim.
@@ -185,7 +192,7 @@ func (s *Server) listen() error {
 	certPath, keyPath, err := s.ca.Issue(s.cfg.DataDir, "serving", pki.Spec{
 		CommonName: "azsim", Server: true,
 		DNSNames: []string{"*." + VaultDNSSuffix, VaultDNSSuffix, LoginHost, ManagementHost, "localhost"},
-		IPs:      []net.IP{net.ParseIP("127.0.0.1")},
+		IPs:      s.servingIPs(),
 	})
 	if err != nil {
 		return err
@@ -206,6 +213,25 @@ func (s *Server) listen() error {
 		ErrorLog:  slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}
 	go func() { _ = s.http.Serve(tls.NewListener(ln, s.http.TLSConfig)) }()
 	return nil
+}
+
+// servingIPs are the addresses the serving certificate names: loopback,
+// and the listener's own when it is another.
+func (s *Server) servingIPs() []net.IP {
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	if ip := net.ParseIP(s.listenHost()); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	return ips
+}
+
+// listenHost is the host every listener binds: Addr's.
+func (s *Server) listenHost() string {
+	host, _, err := net.SplitHostPort(s.cfg.Addr)
+	if err != nil || host == "" {
+		return "127.0.0.1"
+	}
+	return host
 }
 
 // route sends each request to the service its host names.

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"kvmount.dev/kvmount/internal/azsim/cli"
+	"kvmount.dev/kvmount/internal/localcluster"
 	"kvmount.dev/kvmount/internal/localenv"
 )
 
@@ -154,8 +155,11 @@ func (d *demo) mount(ctx context.Context, pod string, timeout time.Duration) (st
 		p, err := d.kube.CoreV1().Pods("default").Get(ctx, pod, metav1.GetOptions{})
 		if err == nil && p.Spec.NodeName != "" {
 			dir := d.volumeDir(p)
-			if b, err := os.ReadFile(filepath.Join(dir, "secret1")); err == nil {
-				return d.showFiles(p.Spec.NodeName, dir, string(b)), nil
+			if _, err := os.Stat(filepath.Join(dir, "secret1")); err == nil {
+				if d.env.Cluster.Runtime() == localcluster.RuntimeContainerd {
+					return d.validate(ctx, pod, time.Until(deadline))
+				}
+				return d.showFiles(p.Spec.NodeName, dir), nil
 			}
 		}
 		if time.Now().After(deadline) {
@@ -178,7 +182,44 @@ func (d *demo) volumeDir(p *corev1.Pod) string {
 	return ""
 }
 
-func (d *demo) showFiles(node, dir, secret string) string {
+// validate is the article's own check, from inside the pod's container:
+// `kubectl exec <pod> -- ls /mnt/secrets-store/`, then secret1's content.
+// It returns the files the container sees.
+func (d *demo) validate(ctx context.Context, pod string, timeout time.Duration) (string, error) {
+	ls, err := d.exec(ctx, pod, timeout, "ls", "/mnt/secrets-store/")
+	if err != nil {
+		return "", err
+	}
+	if _, err := d.exec(ctx, pod, timeout, "cat", "/mnt/secrets-store/secret1"); err != nil {
+		return "", err
+	}
+	return strings.Join(strings.Fields(ls), ", "), nil
+}
+
+// exec runs a command in the pod's container as the user would with
+// kubectl, printing both; the container may still be starting, so it
+// retries until timeout.
+func (d *demo) exec(ctx context.Context, pod string, timeout time.Duration, cmd ...string) (string, error) {
+	line := "kubectl exec " + pod + " -- " + strings.Join(cmd, " ")
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := d.env.Cluster.Kubectl(ctx, append([]string{"exec", pod, "--"}, cmd...)...).CombinedOutput()
+		if err == nil {
+			d.say("\n$ %s\n%s", line, indent(string(out)))
+			return string(out), nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s: %w: %s", line, err, strings.TrimSpace(string(out)))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) showFiles(node, dir string) string {
 	entries, _ := os.ReadDir(dir)
 	var names []string
 	for _, e := range entries {

@@ -164,6 +164,16 @@ func (c *Cluster) NodeDir() string {
 	return c.nodeDir()
 }
 
+// HostIP is the address nodes reach this host at: the cluster network's
+// bridge (RuntimeContainerd), else loopback. Services for the nodes (azsim)
+// listen there.
+func (c *Cluster) HostIP() string {
+	if c.net == nil {
+		return "127.0.0.1"
+	}
+	return c.net.gateway().String()
+}
+
 // Runtime is the nodes' container runtime.
 func (c *Cluster) Runtime() Runtime { return c.cfg.Runtime }
 

@@ -37,8 +37,11 @@ const maxNetworks = 64
 // be made where they could reach another network.
 var ErrNotIsolated = errors.New("not in a loopback-only network namespace")
 
-// checkIsolated fails unless the only interfaces here are loopback and the
-// ones local clusters create (kvm*).
+// Isolated fails (ErrNotIsolated) unless this network namespace may hold
+// a cluster network: its only interfaces are loopback and the ones local
+// clusters create (kvm*).
+func Isolated() error { return checkIsolated() }
+
 func checkIsolated() error {
 	names, err := interfaces()
 	if err != nil {

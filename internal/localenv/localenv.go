@@ -45,7 +45,15 @@ type Config struct {
 	// KeyVaultLatency is added to every Key Vault request (azsim
 	// --latency), to model a remote service.
 	KeyVaultLatency time.Duration
-	Logf            func(format string, args ...any)
+	// Runtime is the nodes' runtime. RuntimeContainerd (the default)
+	// runs the driver and provider from the chart, in containers, like a
+	// cluster; it needs a loopback-only network namespace. RuntimeFake
+	// runs them as host processes next to fake-CRI kubelets: many nodes,
+	// storms, and the processes' own memory and CPU.
+	Runtime localcluster.Runtime
+	// ImagesDir holds the images (make images); empty is BinDir/images.
+	ImagesDir string
+	Logf      func(format string, args ...any)
 }
 
 // Env is a running environment.
@@ -67,8 +75,12 @@ type Node struct {
 	Name                                      string
 	IMDS, NMI                                 string
 	ProviderDir, ProviderSocket, DriverSocket string
-	// DriverMetrics and ProviderMetrics are the /metrics URLs.
+	// DriverMetrics and ProviderMetrics are where /metrics is served
+	// (host:port).
 	DriverMetrics, ProviderMetrics string
+	// DriverPod and ProviderPod are the chart's pods on the node
+	// (RuntimeContainerd).
+	DriverPod, ProviderPod string
 }
 
 // Start brings everything up; on failure it stops what it started.
@@ -78,6 +90,12 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 	}
 	if cfg.Nodes < 1 {
 		cfg.Nodes = 1
+	}
+	if cfg.Runtime == "" {
+		cfg.Runtime = localcluster.RuntimeContainerd
+	}
+	if cfg.ImagesDir == "" {
+		cfg.ImagesDir = filepath.Join(cfg.BinDir, "images")
 	}
 	e := &Env{cfg: cfg, AzsimDir: filepath.Join(cfg.Dir, "azsim")}
 	// Before anything is touched: another environment may be running in
@@ -128,6 +146,13 @@ func (e *Env) start(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(e.cfg.Dir, "logs"), 0o700); err != nil {
 		return err
 	}
+	var imgs []string
+	if e.cfg.Runtime == localcluster.RuntimeContainerd {
+		var err error
+		if imgs, err = images(e.cfg.ImagesDir); err != nil {
+			return err
+		}
+	}
 	e.cfg.Logf("starting azsim, the local Azure cloud")
 	if err := e.startAzsim(ctx, ""); err != nil {
 		return err
@@ -137,7 +162,8 @@ func (e *Env) start(ctx context.Context) error {
 		return err
 	}
 	c, err := localcluster.Start(ctx, localcluster.Config{Dir: filepath.Join(e.cfg.Dir, "c"), BinDir: e.cfg.BinDir, Nodes: len(names),
-		NodeName: func(i int) string { return names[i] }, BasePort: e.cfg.BasePort, SyncFrequency: e.cfg.SyncFrequency, Logf: e.cfg.Logf})
+		NodeName: func(i int) string { return names[i] }, BasePort: e.cfg.BasePort, SyncFrequency: e.cfg.SyncFrequency,
+		Runtime: e.cfg.Runtime, Images: imgs, Logf: e.cfg.Logf})
 	if err != nil {
 		return err
 	}
@@ -148,13 +174,24 @@ func (e *Env) start(ctx context.Context) error {
 	if err := e.startAzsim(ctx, c.KubeconfigPath); err != nil {
 		return err
 	}
-	e.cfg.Logf("applying CRDs and the CSIDriver")
-	if err := e.applyManifests(ctx); err != nil {
+	e.cfg.Logf("applying CRDs")
+	if err := e.applyCRDs(ctx); err != nil {
 		return err
 	}
-	e.cfg.Logf("starting the CSI driver and the Azure provider on %d node(s)", len(c.Nodes))
-	if err := e.startNodes(); err != nil {
-		return err
+	e.fillNodes()
+	if c.Runtime() == localcluster.RuntimeContainerd {
+		e.cfg.Logf("installing the chart: the CSI driver and the Azure provider on %d node(s)", len(c.Nodes))
+		if err := e.installChart(ctx); err != nil {
+			return err
+		}
+	} else {
+		e.cfg.Logf("starting the CSI driver and the Azure provider on %d node(s)", len(c.Nodes))
+		if err := e.applyManifests(ctx); err != nil {
+			return err
+		}
+		if err := e.startNodes(); err != nil {
+			return err
+		}
 	}
 	e.cfg.Logf("waiting for kubelets to register the driver")
 	if err := e.waitRegistered(ctx); err != nil {
@@ -208,7 +245,17 @@ func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
 	case e.cfg.BasePort != 0:
 		addr = "127.0.0.1:" + strconv.Itoa(e.cfg.BasePort+100)
 	case kubeconfig != "" && err == nil:
-		addr = prev.Address // the restart keeps the address
+		addr = prev.Address // the restart keeps the port
+	}
+	// Nodes that are machines reach azsim on the cluster network, as
+	// their own addresses (which its IMDS and NMI tell them apart by).
+	var nodeArgs []string
+	if kubeconfig != "" && e.Cluster.Runtime() == localcluster.RuntimeContainerd {
+		_, port, _ := net.SplitHostPort(addr)
+		addr = net.JoinHostPort(e.Cluster.HostIP(), port)
+		for _, n := range e.Cluster.Nodes {
+			nodeArgs = append(nodeArgs, "--node-address", n.Name+"="+n.IP)
+		}
 	}
 	_ = os.Remove(filepath.Join(e.AzsimDir, "endpoints.json"))
 	args := []string{"serve", "--data-dir", e.AzsimDir, "--addr", addr}
@@ -223,6 +270,7 @@ func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
 	if kubeconfig != "" {
 		args = append(args, "--kubeconfig", kubeconfig, "--trust-ca", e.Cluster.CAPath())
 	}
+	args = append(args, nodeArgs...)
 	p, err := localcluster.StartProcess(filepath.Join(e.cfg.Dir, "logs"), "azsim", e.bin("azsim"), args...)
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	storagev1 "k8s.io/api/storage/v1"
@@ -15,17 +17,33 @@ import (
 
 	"kvmount.dev/kvmount/deploy"
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/podidentity"
 	"kvmount.dev/kvmount/internal/csi"
+	"kvmount.dev/kvmount/internal/localcluster"
 )
 
-// applyManifests applies the secrets-store and aad-pod-identity CRDs, the
-// CSIDriver and the driver's RBAC, which the drivers run under.
+// applyCRDs applies aad-pod-identity's CRDs (azsim's NMI and `aks
+// pod-identity add` use them) and, for host-process drivers, the
+// secrets-store CRDs (the chart brings its own).
+func (e *Env) applyCRDs(ctx context.Context) error {
+	if err := e.Cluster.Apply(ctx, podidentity.CRDs); err != nil {
+		return fmt.Errorf("apply aad-pod-identity CRDs: %w", err)
+	}
+	return nil
+}
+
+// applyManifests applies the plain manifests the host-process drivers run
+// under: the secrets-store CRDs, the CSIDriver and the RBAC.
 func (e *Env) applyManifests(ctx context.Context) error {
 	files, err := fs.Glob(deploy.Manifests, "crds/*.yaml")
 	if err != nil {
 		return err
 	}
-	for _, f := range append(files, "csidriver.yaml", "rbac.yaml", "rbac-secret-sync.yaml", "rbac-provider-azure.yaml") {
+	csidriver, err := e.csiDriverManifest()
+	if err != nil {
+		return err
+	}
+	for _, f := range append(files, csidriver, "rbac.yaml", "rbac-secret-sync.yaml", "rbac-provider-azure.yaml", "rbac-aggregated.yaml") {
 		b, err := deploy.Manifests.ReadFile(f)
 		if err != nil {
 			return err
@@ -37,21 +55,32 @@ func (e *Env) applyManifests(ctx context.Context) error {
 	return nil
 }
 
+// csiDriverManifest is the CSIDriver for the cluster's version: with
+// serviceAccountTokenInSecrets from 1.35, which older API servers reject.
+func (e *Env) csiDriverManifest() (string, error) {
+	cs, err := e.Cluster.Client()
+	if err != nil {
+		return "", err
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		return "", fmt.Errorf("API server version: %w", err)
+	}
+	minor, _ := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	if v.Major == "1" && minor < 35 {
+		return "csidriver.yaml", nil
+	}
+	return "kubernetes-1.35+/csidriver.yaml", nil
+}
+
 // startNodes runs each node's provider and driver, as the DaemonSets would.
 func (e *Env) startNodes() error {
 	if err := e.writeCloudEnv(); err != nil {
 		return err
 	}
-	ep, err := azsim.ReadEndpoints(e.AzsimDir)
-	if err != nil {
-		return err
-	}
-	for i, cn := range e.Cluster.Nodes {
+	var err error
+	for i := range e.Cluster.Nodes {
 		n := &e.Nodes[i]
-		n.NMI = ep.NMI[n.Name]
-		n.ProviderDir = filepath.Join(filepath.Dir(cn.RootDir), "providers")
-		n.ProviderSocket = filepath.Join(n.ProviderDir, "azure.sock")
-		n.DriverSocket = filepath.Join(cn.RootDir, "plugins", "csi-secrets-store", "csi.sock")
 		if n.DriverMetrics, err = freeAddr(); err != nil {
 			return err
 		}
@@ -66,6 +95,19 @@ func (e *Env) startNodes() error {
 		}
 	}
 	return nil
+}
+
+// fillNodes records where each node's sockets are, as the host sees them,
+// and its endpoints.
+func (e *Env) fillNodes() {
+	ep, _ := azsim.ReadEndpoints(e.AzsimDir)
+	for i, cn := range e.Cluster.Nodes {
+		n := &e.Nodes[i]
+		n.NMI = ep.NMI[n.Name]
+		n.ProviderDir = filepath.Join(filepath.Dir(cn.RootDir), "providers")
+		n.ProviderSocket = filepath.Join(n.ProviderDir, "azure.sock")
+		n.DriverSocket = filepath.Join(cn.RootDir, "plugins", "csi-secrets-store", "csi.sock")
+	}
 }
 
 // StartProvider runs node i's Azure provider.
@@ -109,8 +151,19 @@ func (e *Env) StartDriver(i int) error {
 	return e.Cluster.Run(n.Name+"-driver", e.bin("secrets-store-csi-driver"), args...)
 }
 
-// StopDriver ends node i's CSI driver.
+// StopDriver ends node i's CSI driver (host processes).
 func (e *Env) StopDriver(i int) { e.Cluster.StopProcess(e.Nodes[i].Name + "-driver") }
+
+// RestartDriver ends node i's CSI driver and starts it again: the host
+// process, or the chart's pod (deleted, and the DaemonSet's replacement
+// waited for).
+func (e *Env) RestartDriver(ctx context.Context, i int) error {
+	if e.Cluster.Runtime() == localcluster.RuntimeContainerd {
+		return e.restartDriverPod(ctx, i)
+	}
+	e.StopDriver(i)
+	return e.StartDriver(i)
+}
 
 // waitRegistered waits until every kubelet lists the driver on its CSINode.
 func (e *Env) waitRegistered(ctx context.Context) error {

@@ -5,20 +5,31 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"kvmount.dev/kvmount/internal/localcluster"
+	"kvmount.dev/kvmount/internal/localenv"
 )
+
+const chartDir = "../../deploy/helm/kvmount"
 
 // TestDeployManifestsValidate checks every manifest in deploy/ with a
 // server-side dry run against the real API server (schema, defaulting,
 // admission), after the CRDs and the CSIDriver are applied.
 func TestDeployManifestsValidate(t *testing.T) {
-	env, _ := startEnv(t, 1)
+	env, _ := startFakeEnv(t, 1, nil)
 	files, err := filepath.Glob("../../deploy/*.yaml")
 	if err != nil || len(files) < 4 {
 		t.Fatalf("deploy manifests: %v %v", files, err)
 	}
+	files = append(files, "../../deploy/kubernetes-1.35+/csidriver.yaml")
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -30,35 +41,160 @@ func TestDeployManifestsValidate(t *testing.T) {
 	}
 }
 
-// TestHelmChart lints the chart and validates what it renders (with and
-// without Secret sync, with and without the provider) with a server-side
-// dry run; its CRDs must be deploy/crds's.
+// TestHelmChart lints the chart and validates what it renders with the
+// value sets operators use, on the Kubernetes versions it supports, with a
+// server-side dry run: serviceAccountTokenInSecrets only from 1.35, every
+// value upstream's charts have carried into the objects, Windows refused
+// with the reason. Its CRDs must be deploy/crds's.
 func TestHelmChart(t *testing.T) {
 	helm := filepath.Join(binDir(t), "helm")
-	if _, err := os.Stat(helm); err != nil {
-		t.Fatalf("helm missing: run make tools (%v)", err)
-	}
-	chart := "../../deploy/helm/kvmount"
-	if out, err := exec.Command(helm, "lint", chart).CombinedOutput(); err != nil {
+	if out, err := exec.Command(helm, "lint", chartDir).CombinedOutput(); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)
 	}
-	for _, name := range []string{"aadpodidentity.k8s.io.yaml", "secrets-store.csi.x-k8s.io.yaml"} {
-		a, _ := os.ReadFile(filepath.Join("../../deploy/crds", name))
-		b, _ := os.ReadFile(filepath.Join(chart, "crds", name))
-		if len(a) == 0 || string(a) != string(b) {
-			t.Errorf("the chart's crds/%s differs from deploy/crds: run make crds", name)
-		}
+	a, _ := os.ReadFile("../../deploy/crds/secrets-store.csi.x-k8s.io.yaml")
+	b, _ := os.ReadFile(filepath.Join(chartDir, "files", "secrets-store.csi.x-k8s.io.yaml"))
+	if len(a) == 0 || string(a) != string(b) {
+		t.Errorf("the chart's CRDs differ from deploy/crds: run make crds")
 	}
-	env, _ := startEnv(t, 1)
-	for _, set := range []string{"syncSecret.enabled=true", "syncSecret.enabled=false,provider.enabled=false"} {
-		out, err := exec.Command(helm, "template", "kvmount", chart, "--namespace", "kube-system", "--kube-version", "1.37.2", "--set", set).Output()
+	env, _ := startFakeEnv(t, 1, nil)
+	render := func(kube string, sets ...string) (string, error) {
+		args := []string{"template", "kvmount", chartDir, "--namespace", "kube-system", "--kube-version", kube}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		out, err := exec.Command(helm, args...).CombinedOutput()
+		return string(out), err
+	}
+	for _, tt := range []struct {
+		name string
+		kube string
+		sets []string
+		want []string // in the rendered objects
+		not  []string
+	}{
+		{"defaults on 1.37", "1.37.2", nil,
+			[]string{"serviceAccountTokenInSecrets: true", "audience: api://AKSIdentityBinding", "requiresRepublish: false", "--enable-secret-rotation=false",
+				"app.kubernetes.io/name: kvmount", "helm.sh/resource-policy: keep", "virtual-kubelet", "aggregate-to-edit", "image: ghcr.io/kvmount/provider-azure:v0.1.0"},
+			[]string{"secretprovidersyncing-role"}},
+		{"defaults on 1.32", "1.32.0", nil, []string{"tokenRequests:"}, []string{"serviceAccountTokenInSecrets"}},
+		{"rotation, sync, logs", "1.37.2", []string{"enableSecretRotation=true", "rotationPollInterval=30s", "syncSecret.enabled=true", "logVerbosity=5", "logFormatJSON=true"},
+			[]string{"requiresRepublish: true", "--rotation-poll-interval=30s", "secretprovidersyncing-role", "- -v=5", "- --log-format-json=true"}, nil},
+		{"images by digest, pull secrets", "1.37.2", []string{"linux.image.digest=sha256:" + strings.Repeat("a", 64), "provider.image.repository=mirror.example/kvmount/provider", "provider.image.tag=v9", "imagePullSecrets[0].name=regcred"},
+			[]string{"secrets-store-csi-driver@sha256:aaaa", "image: mirror.example/kvmount/provider:v9", "name: regcred"}, nil},
+		{"only the driver, no RBAC, no CRDs", "1.37.2", []string{"provider.enabled=false", "rbac.install=false", "crds.install=false"},
+			[]string{"name: csi-secrets-store"}, []string{"provider-azure", "kind: ClusterRole", "kind: CustomResourceDefinition"}},
+		{"placement", "1.37.2", []string{"linux.nodeSelector.pool=system", "linux.priorityClassName=", "provider.podAnnotations.prometheus\\.io/scrape=enabled", "linux.extraArgs[0]=--kube-api-qps=50"},
+			[]string{"pool: system", "prometheus.io/scrape", "--kube-api-qps=50"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := render(tt.kube, tt.sets...)
+			if err != nil {
+				t.Fatalf("helm template: %v\n%s", err, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("rendered chart lacks %q", w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(out, n) {
+					t.Errorf("rendered chart has %q", n)
+				}
+			}
+			if err := env.Cluster.ApplyDryRun(context.Background(), []byte(out)); err != nil {
+				t.Errorf("server-side dry run: %v", err)
+			}
+		})
+	}
+	if out, err := render("1.37.2", "windows.enabled=true"); err == nil || !strings.Contains(out, "kvmount builds no Windows images yet") {
+		t.Errorf("windows.enabled=true: %v %s", err, out)
+	}
+	if out, err := render("1.31.0"); err == nil || !strings.Contains(out, "kubeVersion") {
+		t.Errorf("Kubernetes 1.31 is below the tested range and must be refused: %v %s", err, out)
+	}
+}
+
+// TestHelmLifecycle installs, upgrades, uninstalls and installs again the
+// chart for real, as an operator would, in the local cluster whose nodes
+// run it in containers: an upgrade that rolls both DaemonSets keeps a
+// mounted pod's files and rotation working; uninstall removes the
+// DaemonSets and RBAC but keeps the CRDs and so every SecretProviderClass;
+// an existing CSIDriver that Helm does not own (left by upstream's
+// manifests) makes install fail with Helm's ownership error until it is
+// adopted as docs/migration.md says.
+func TestHelmLifecycle(t *testing.T) {
+	env, cs := startEnv(t, 1)
+	ctx := context.Background()
+	setupSeedVault(t, env, "before-upgrade")
+	if err := env.Cluster.Apply(ctx, manifest(t, "pod-user-msi.yaml", nil)); err != nil {
+		t.Fatal(err)
+	}
+	const pod = "busybox-secrets-store-inline-user-msi"
+	waitSecretFile(t, env, cs, pod, "before-upgrade")
+
+	helm := func(args ...string) string {
+		t.Helper()
+		out, err := env.Helm(ctx, args...).CombinedOutput()
 		if err != nil {
-			t.Fatalf("helm template --set %s: %v", set, err)
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		if err := env.Cluster.ApplyDryRun(context.Background(), out); err != nil {
-			t.Errorf("rendered chart (--set %s): %v", set, err)
+		return string(out)
+	}
+	values := filepath.Join(filepath.Dir(env.Cluster.Dir()), "values.yaml")
+	before := env.Nodes[0].DriverPod
+	helm("upgrade", localenv.ReleaseName, env.ChartDir(), "-n", localenv.ReleaseNamespace, "--values", values,
+		"--set", "logVerbosity=2", "--set", "linux.podAnnotations.upgraded=yes", "--set", "provider.podAnnotations.upgraded=yes", "--wait", "--timeout", "3m")
+	waitFor(t, 2*time.Minute, "the upgraded driver pod", func() (bool, string) {
+		pods, err := cs.CoreV1().Pods(localenv.ReleaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=csi-secrets-store"})
+		if err != nil || len(pods.Items) != 1 {
+			return false, "pods: " + errText(err)
+		}
+		p := pods.Items[0]
+		return p.Name != before && p.Annotations["upgraded"] == "yes" && p.Status.Phase == "Running", p.Name
+	})
+	waitContainerFile(t, env, pod, "/mnt/secrets-store/secret1", "before-upgrade")
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-e2e", "name": "secret1", "value": "after-upgrade"})
+	waitContainerFile(t, env, pod, "/mnt/secrets-store/secret1", "after-upgrade")
+
+	helm("uninstall", localenv.ReleaseName, "-n", localenv.ReleaseNamespace, "--wait")
+	if _, err := cs.AppsV1().DaemonSets(localenv.ReleaseNamespace).Get(ctx, "csi-secrets-store", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the driver's DaemonSet survived uninstall: %v", err)
+	}
+	dyn := dynamic.NewForConfigOrDie(restConfig(t, env))
+	spc := schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasses"}
+	if _, err := dyn.Resource(spc).Namespace("default").Get(ctx, "azure-kvname-user-msi", metav1.GetOptions{}); err != nil {
+		t.Errorf("uninstall took the SecretProviderClasses with it (the CRDs must be kept): %v", err)
+	}
+
+	// A CSIDriver left by plain manifests: Helm refuses to take it over.
+	if err := env.Cluster.Apply(ctx, mustRead(t, "../../deploy/kubernetes-1.35+/csidriver.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := env.Helm(ctx, "install", localenv.ReleaseName, env.ChartDir(), "-n", localenv.ReleaseNamespace, "--values", values).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "invalid ownership metadata") {
+		t.Fatalf("install over an unowned CSIDriver: %v %s", err, out)
+	}
+	// Adopted as docs/migration.md says, it installs.
+	for _, kv := range [][]string{
+		{"label", "csidriver", "secrets-store.csi.k8s.io", "app.kubernetes.io/managed-by=Helm", "--overwrite"},
+		{"annotate", "csidriver", "secrets-store.csi.k8s.io", "meta.helm.sh/release-name=" + localenv.ReleaseName, "meta.helm.sh/release-namespace=" + localenv.ReleaseNamespace, "--overwrite"},
+	} {
+		if out, err := env.Cluster.Kubectl(ctx, kv...).CombinedOutput(); err != nil {
+			t.Fatalf("kubectl %v: %v %s", kv, err, out)
 		}
 	}
+	helm("install", localenv.ReleaseName, env.ChartDir(), "-n", localenv.ReleaseNamespace, "--values", values, "--wait", "--timeout", "3m")
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-e2e", "name": "secret1", "value": "after-reinstall"})
+	waitContainerFile(t, env, pod, "/mnt/secrets-store/secret1", "after-reinstall")
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func binDir(t *testing.T) string {

@@ -49,6 +49,7 @@ func TestSeedUserAssignedIdentity(t *testing.T) {
 		got, _ := file("secret1")
 		return got == v1, strings.Join(events(cs, "default", pod.Name), " | ")
 	})
+	waitContainerFile(t, env, pod.Name, "/mnt/secrets-store/secret1", v1)
 	if got, mode := file("key1"); !strings.HasPrefix(got, "-----BEGIN PUBLIC KEY-----") || mode != 0o644 {
 		t.Errorf("key1: mode %o, content %.30q", mode, got)
 	}
@@ -85,18 +86,18 @@ func TestSeedUserAssignedIdentity(t *testing.T) {
 		got, _ := file("secret1")
 		return got == v2 && secretValue() == v2, got
 	})
+	waitContainerFile(t, env, pod.Name, "/mnt/secrets-store/secret1", v2)
 	waitFor(t, 10*time.Second, "the rotation event", func() (bool, string) {
 		ev := strings.Join(events(cs, "default", pod.Name), " | ")
 		return strings.Contains(ev, "SecretRotationComplete"), ev
 	})
 
 	node := nodeIndex(env, pod.Spec.NodeName)
-	env.StopDriver(node)
-	if got, _ := file("secret1"); got != v2 {
-		t.Fatalf("stopping the driver disturbed the mount: %q", got)
-	}
-	if err := env.StartDriver(node); err != nil {
+	if err := env.RestartDriver(ctx, node); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := file("secret1"); got != v2 {
+		t.Fatalf("restarting the driver disturbed the mount: %q", got)
 	}
 	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-e2e", "name": "secret1", "value": v3})
 	waitFor(t, 60*time.Second, "republish after the driver's restart", func() (bool, string) {
@@ -179,13 +180,8 @@ func errText(err error) string {
 
 func assertNoCanaryInLogs(t *testing.T, env *localenv.Env, canaries ...string) {
 	t.Helper()
-	logs, _ := filepath.Glob(filepath.Join(env.Cluster.Dir(), "logs", "*"))
-	logs = append(logs, filepath.Join(filepath.Dir(env.Cluster.Dir()), "logs", "azsim.log"))
 	checked := 0
-	for _, l := range logs {
-		if !strings.Contains(l, "driver") && !strings.Contains(l, "provider") && !strings.Contains(l, "azsim") {
-			continue
-		}
+	for _, l := range env.LogFiles() {
 		b, err := os.ReadFile(l)
 		if err != nil {
 			continue

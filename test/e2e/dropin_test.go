@@ -147,7 +147,7 @@ func grpcOK(sock string, call func(*grpc.ClientConn) error) func() error {
 // driver's --kubeconfig is added: out of a pod there is no service
 // account.
 func TestUpstreamChartArgs(t *testing.T) {
-	env, _ := startEnv(t, 1)
+	env, _ := startFakeEnv(t, 1, nil)
 	kubeconfig, err := env.Cluster.ServiceAccountKubeconfig("kube-system", "secrets-store-csi-driver")
 	if err != nil {
 		t.Fatal(err)

@@ -24,10 +24,24 @@ import (
 	"kvmount.dev/kvmount/internal/localenv"
 )
 
-// startEnv starts the environment with a fast rotation pace.
+// startEnv starts the environment with a fast rotation pace: the product
+// installed by its chart, in real containers.
 func startEnv(t testing.TB, nodes int) (*localenv.Env, kubernetes.Interface) {
 	t.Helper()
 	return startEnvWith(t, nodes, nil)
+}
+
+// startFakeEnv starts the environment with host-process drivers and
+// providers next to fake-CRI kubelets: for tests that start the binaries
+// themselves or measure the processes (memory, CPU, 110-pod storms).
+func startFakeEnv(t testing.TB, nodes int, tune func(*localenv.Config)) (*localenv.Env, kubernetes.Interface) {
+	t.Helper()
+	return startEnvWith(t, nodes, func(c *localenv.Config) {
+		c.Runtime = localcluster.RuntimeFake
+		if tune != nil {
+			tune(c)
+		}
+	})
 }
 
 // startEnvWith is startEnv with the configuration tuned.
@@ -184,4 +198,18 @@ func setupSeedVault(t testing.TB, env *localenv.Env, value string) string {
 		t.Fatal(err)
 	}
 	return addon
+}
+
+// waitContainerFile checks a file as the pod's container reads it
+// (kubectl exec … cat), as the AKS article's validation step does, when
+// the nodes run containers; the container may still be starting.
+func waitContainerFile(t *testing.T, env *localenv.Env, pod, path, want string) {
+	t.Helper()
+	if env.Cluster.Runtime() != localcluster.RuntimeContainerd {
+		return
+	}
+	waitFor(t, 60*time.Second, "kubectl exec "+pod+" -- cat "+path, func() (bool, string) {
+		out, err := env.Cluster.Kubectl(context.Background(), "exec", pod, "--", "cat", path).CombinedOutput()
+		return err == nil && string(out) == want, string(out)
+	})
 }

@@ -93,6 +93,7 @@ func waitSecretFile(t *testing.T, env *localenv.Env, cs kubernetes.Interface, po
 		b, _ := os.ReadFile(filepath.Join(dir, "secret1"))
 		return string(b) == want, strings.Join(events(cs, "default", pod), " | ")
 	})
+	waitContainerFile(t, env, pod, "/mnt/secrets-store/secret1", want)
 }
 
 // TestWorkloadIdentity: the pod's projected service-account token (from

@@ -22,7 +22,7 @@ import (
 //
 //	sudo go test -run XXX -bench DriverMemory -benchtime 1x ./test/e2e
 func BenchmarkDriverMemory110Pods(b *testing.B) {
-	env, cs := startEnv(b, 1)
+	env, cs := startFakeEnv(b, 1, nil)
 	ctx := context.Background()
 	setupSeedVault(b, env, "value")
 	var pod map[string]any

@@ -156,7 +156,7 @@ func TestStormRequests(t *testing.T) {
 //
 //	sudo scripts/netns-run.sh go test -run XXX -bench Storm110 -benchtime 1x ./test/e2e
 func BenchmarkStorm110(b *testing.B) {
-	env, cs := startEnvWith(b, 1, func(c *localenv.Config) { c.KeyVaultLatency = 20 * time.Millisecond })
+	env, cs := startFakeEnv(b, 1, func(c *localenv.Config) { c.KeyVaultLatency = 20 * time.Millisecond })
 	stormClass(b, env)
 	for b.Loop() {
 		before := driverRequests(b, env)

@@ -252,7 +252,8 @@ func usage() string {
 
 Usage:
   azsim serve [--data-dir DIR] [--addr 127.0.0.1:16600] [--latency 20ms] [--get-limit 4000]
-              [--kubeconfig FILE] [--trust-ca FILE]...   run the cloud until interrupted
+              [--kubeconfig FILE] [--trust-ca FILE]... [--node-address NAME=IP]...
+                                                 run the cloud until interrupted
   azsim ca                                                print the path of azsim's CA certificate
   azsim endpoints                                         print addresses (TLS listener, IMDS, NMI)
   azsim keyvault certificate get-default-policy

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 
@@ -33,6 +34,8 @@ func serve(ctx context.Context, dataDir string, args []string, stdout io.Writer)
 	fs.IntVar(&cfg.GetLimit, "get-limit", 4000, "object GETs per vault per 10 s before 429")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "cluster for the pod-identity NMI and `aks pod-identity add`")
 	fs.Var(&trust, "trust-ca", "CA file of an external OIDC issuer (repeatable), e.g. the local cluster's")
+	var nodes stringList
+	fs.Var(&nodes, "node-address", "NAME=ADDRESS of a machine (repeatable): one IMDS and one NMI then answer each such caller as machine NAME")
 	fs.BoolVar(&verbose, "v", false, "log every request (never secret values)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -47,6 +50,16 @@ func serve(ctx context.Context, dataDir string, args []string, stdout io.Writer)
 		return fmt.Errorf("azsim serve: unexpected argument %q", fs.Arg(0))
 	}
 	cfg.TrustCAFiles = trust
+	for _, n := range nodes {
+		name, addr, ok := strings.Cut(n, "=")
+		if !ok || name == "" || net.ParseIP(addr) == nil {
+			return fmt.Errorf("azsim serve: --node-address %q: want NAME=IP, e.g. aks-nodepool1-12345678-vmss000000=10.201.0.1", n)
+		}
+		if cfg.NodeAddresses == nil {
+			cfg.NodeAddresses = map[string]string{}
+		}
+		cfg.NodeAddresses[addr] = name
+	}
 	level := slog.LevelInfo
 	if verbose {
 		level = slog.LevelDebug

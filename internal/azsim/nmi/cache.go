@@ -55,10 +55,11 @@ func (c *Cache) synced(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced, c.bindings.HasSynced, c.ids.HasSynced)
 }
 
-// pod is the pod ns/name, or nil. A pod not yet in the cache (created a
-// moment ago, its first mount racing the watch) is read from the API.
-func (c *Cache) pod(ctx context.Context, ns, name string) *unstructured.Unstructured {
-	if p := get(c.pods, ns+"/"+name); p != nil {
+// pod is the pod ns/name, or nil. A pod not yet in the cache, or not yet
+// on node there (created a moment ago, its first mount racing the watch),
+// is read from the API.
+func (c *Cache) pod(ctx context.Context, ns, name, node string) *unstructured.Unstructured {
+	if p := get(c.pods, ns+"/"+name); p != nil && (node == "" || nodeName(p) == node) {
 		return p
 	}
 	p, err := c.kube.Resource(podsGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})

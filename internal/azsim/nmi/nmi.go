@@ -38,8 +38,12 @@ type Config struct {
 	Cache *Cache
 	// IMDSURL is the node's IMDS, where tokens come from.
 	IMDSURL string
-	// Node is the node's name, for error messages.
+	// Node is the node's name: NMI serves only pods that run on it.
 	Node string
+	// Address is the node's own network address, which (with loopback)
+	// is where host processes' requests come from; empty means loopback
+	// only.
+	Address string
 }
 
 // Handler is one node's NMI.
@@ -65,7 +69,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "missing 'podname' and 'podns' from request header", http.StatusBadRequest)
 		return
 	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || host != "127.0.0.1" {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || (host != "127.0.0.1" && host != h.cfg.Address) {
 		http.Error(w, "request remote address is not from a host", http.StatusInternalServerError)
 		return
 	}
@@ -96,8 +100,8 @@ func (h *Handler) identityFor(ctx context.Context, ns, name, wantClientID string
 	if !c.synced(ctx) {
 		return "", fmt.Errorf("NMI on node %s: the cluster's pods and bindings are not readable yet", h.cfg.Node)
 	}
-	pod := c.pod(ctx, ns, name)
-	if pod == nil {
+	pod := c.pod(ctx, ns, name, h.cfg.Node)
+	if pod == nil || (h.cfg.Node != "" && nodeName(pod) != h.cfg.Node) {
 		return "", fmt.Errorf("pod %s/%s not found on node %s", ns, name, h.cfg.Node)
 	}
 	selector := pod.GetLabels()[BindingLabel]
@@ -160,4 +164,9 @@ func (h *Handler) token(ctx context.Context, clientID, resource string) (map[str
 		return nil, fmt.Errorf("IMDS answer: %w", err)
 	}
 	return tok, nil
+}
+
+func nodeName(pod *unstructured.Unstructured) string {
+	n, _, _ := unstructured.NestedString(pod.Object, "spec", "nodeName")
+	return n
 }

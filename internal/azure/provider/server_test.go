@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/podidentity"
 	"kvmount.dev/kvmount/internal/azure/provider"
 	"kvmount.dev/kvmount/internal/localcluster"
 )
@@ -102,9 +102,7 @@ func TestPodIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cluster.Stop() })
-	root, _ := localcluster.RepoRoot()
-	crds, _ := os.ReadFile(filepath.Join(root, "deploy", "crds", "aadpodidentity.k8s.io.yaml"))
-	if err := cluster.Apply(ctx, crds); err != nil {
+	if err := cluster.Apply(ctx, podidentity.CRDs); err != nil {
 		t.Fatal(err)
 	}
 	s, cloudEnv := newSim(t, azsim.Config{Kubeconfig: cluster.KubeconfigPath})

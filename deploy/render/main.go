@@ -1,0 +1,102 @@
+// Command render writes deploy/*.yaml, the plain manifests for clusters
+// installed without Helm, from the chart, so that the two never drift: the
+// chart rendered with the values below, split into one file per template,
+// without Helm's own labels (a plain manifest is not managed by Helm).
+//
+//	go run ./deploy/render --helm bin/helm --chart deploy/helm/kvmount --out deploy
+//
+// The CSIDriver is rendered twice: csidriver.yaml applies on every
+// supported Kubernetes version; kubernetes-1.35+/csidriver.yaml adds
+// serviceAccountTokenInSecrets, a field older API servers reject.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// values of the plain manifests: rotation on (as kvmount's manifests have
+// always had it), Secret sync RBAC in its own file, CRDs from deploy/crds.
+var values = []string{"enableSecretRotation=true", "syncSecret.enabled=true", "crds.install=false"}
+
+func main() {
+	helm := flag.String("helm", "bin/helm", "helm binary")
+	chart := flag.String("chart", "deploy/helm/kvmount", "the chart")
+	out := flag.String("out", "deploy", "where the manifests go")
+	flag.Parse()
+	if err := run(*helm, *chart, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "render:", err)
+		os.Exit(1)
+	}
+}
+
+func run(helm, chart, out string) error {
+	files, err := render(helm, chart, "1.32.0")
+	if err != nil {
+		return err
+	}
+	newer, err := render(helm, chart, "1.35.0")
+	if err != nil {
+		return err
+	}
+	files[filepath.Join("kubernetes-1.35+", "csidriver.yaml")] = newer["csidriver.yaml"]
+	for name, body := range files {
+		path := filepath.Join(out, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, body, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	source    = regexp.MustCompile(`^# Source: [^/]+/templates/(.+)$`)
+	helmLabel = regexp.MustCompile(`^\s+(helm\.sh/chart|app\.kubernetes\.io/managed-by|app\.kubernetes\.io/instance): `)
+)
+
+// render runs helm template for kubeVersion and splits its output by
+// template.
+func render(helm, chart, kubeVersion string) (map[string][]byte, error) {
+	args := []string{"template", "kvmount", chart, "--namespace", "kube-system", "--kube-version", kubeVersion}
+	for _, v := range values {
+		args = append(args, "--set", v)
+	}
+	cmd := exec.Command(helm, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	rendered, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	files := map[string][]byte{}
+	var name string
+	sc := bufio.NewScanner(bytes.NewReader(rendered))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := source.FindStringSubmatch(line); m != nil {
+			name = m[1]
+			if len(files[name]) > 0 {
+				files[name] = append(files[name], "---\n"...)
+			} else {
+				files[name] = []byte("# Generated from the chart by deploy/render (make manifests): edit the chart.\n")
+			}
+			continue
+		}
+		if name == "" || line == "---" || helmLabel.MatchString(line) {
+			continue
+		}
+		files[name] = append(files[name], line+"\n"...)
+	}
+	return files, sc.Err()
+}
