@@ -20,6 +20,7 @@ vet:
 	$(GO) vet $(PKGS)
 	cd tools/cluster && $(GO) vet ./...
 	cd tools/images && $(GO) vet ./...
+	cd tools/ci && $(GO) vet ./...
 
 ## cluster-bins: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 ## kubelet, kube-proxy, kubectl, fakecri and nodeinit into bin/ (cached)
@@ -43,12 +44,14 @@ test-compile:
 	cd tools/cluster && $(GO) mod download
 	cd tools/helm && $(GO) mod download
 	cd tools/images && $(GO) mod download && $(GO) test -count=1 -run '^$$' ./... >/dev/null
+	cd tools/ci && $(GO) mod download && $(GO) test -count=1 -run '^$$' ./... >/dev/null
 	$(GO) test -race -count=1 -run '^$$' $(PKGS) >/dev/null
 
 ## test: everything above, then every test, with the race detector, with
 ## loopback as the only network
 test: host-deps build vet cluster-bins tools images test-compile
 	cd tools/images && KVMOUNT_BIN_DIR=$(BIN) ../../scripts/netns-run.sh $(GO) test -count=1 -timeout 10m -v ./...
+	cd tools/ci && ../../scripts/netns-run.sh $(GO) test -count=1 -v ./...
 	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -race -count=1 -timeout 60m -v $(TESTARGS) $(PKGS)
 
 ## demo: the seed's three identity methods on a local node, in a loopback-only
@@ -73,6 +76,8 @@ tools:
 tidy:
 	$(GO) mod tidy -e
 	cd tools/cluster && $(GO) mod tidy
+	cd tools/images && $(GO) mod tidy
+	cd tools/ci && $(GO) mod tidy
 
 clean:
 	rm -rf $(BIN)

@@ -17,7 +17,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -26,6 +29,9 @@ type config struct {
 	root, out, repo, version, revision, source, busybox string
 	platforms                                           []string
 	productOnly                                         bool
+	// push writes kvmount's images to their registry (a release) after
+	// building them, with the credentials of `docker login`.
+	push bool
 }
 
 // image is one image to build: its reference, what goes in it, and how it
@@ -59,9 +65,14 @@ func run(ctx context.Context, cfg config) error {
 	}
 	var lines []string
 	for _, im := range images(cfg) {
-		digest, err := buildImage(ctx, cfg, im, epoch)
+		idx, digest, err := buildImage(ctx, cfg, im, epoch)
 		if err != nil {
 			return fmt.Errorf("%s: %w", im.ref, err)
+		}
+		if cfg.push {
+			if err := push(ctx, im.ref, idx); err != nil {
+				return err
+			}
 		}
 		line := fmt.Sprintf("%s@%s", im.ref, digest)
 		fmt.Println(line)
@@ -167,32 +178,44 @@ func hostArch() string {
 	return strings.TrimSpace(string(out))
 }
 
+// push writes idx to the registry as ref.
+func push(ctx context.Context, ref string, idx v1.ImageIndex) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("image reference %s: %w", ref, err)
+	}
+	if err := remote.WriteIndex(tag, idx, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		return fmt.Errorf("push %s: %w", ref, err)
+	}
+	return nil
+}
+
 // buildImage builds im for its platforms as one index, writes it as an OCI
-// archive <out>/<title>.oci.tar and returns the index's digest.
-func buildImage(ctx context.Context, cfg config, im image, epoch time.Time) (v1.Hash, error) {
+// archive <out>/<title>.oci.tar and returns the index and its digest.
+func buildImage(ctx context.Context, cfg config, im image, epoch time.Time) (v1.ImageIndex, v1.Hash, error) {
 	tmp, err := os.MkdirTemp("", "kvmount-image-")
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, v1.Hash{}, err
 	}
 	defer os.RemoveAll(tmp)
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, platform := range im.platforms {
 		bin := filepath.Join(tmp, strings.ReplaceAll(platform, "/", "-"))
 		if err := im.binary(ctx, platform, bin); err != nil {
-			return v1.Hash{}, err
+			return nil, v1.Hash{}, err
 		}
 		img, err := platformImage(cfg, im, platform, bin, epoch)
 		if err != nil {
-			return v1.Hash{}, err
+			return nil, v1.Hash{}, err
 		}
 		osName, arch, _ := strings.Cut(platform, "/")
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: osName, Architecture: arch}}})
 	}
 	digest, err := idx.Digest()
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, v1.Hash{}, err
 	}
-	return digest, writeArchive(idx, im.ref, filepath.Join(tmp, "layout"), filepath.Join(cfg.out, im.title+".oci.tar"), epoch)
+	return idx, digest, writeArchive(idx, im.ref, filepath.Join(tmp, "layout"), filepath.Join(cfg.out, im.title+".oci.tar"), epoch)
 }
 
 // platformImage is the binary at im.path in one layer on an empty base.

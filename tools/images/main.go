@@ -33,8 +33,10 @@ func main() {
 	platforms := fs.String("platforms", "linux/amd64,linux/arm64", "platforms of kvmount's images")
 	fs.StringVar(&cfg.busybox, "busybox", "/bin/busybox", "a static busybox for the local cluster's busybox image (Debian's busybox-static)")
 	fs.BoolVar(&cfg.productOnly, "product-only", false, "build only kvmount's two images (a release)")
+	fs.BoolVar(&cfg.push, "push", false, "push kvmount's images to --repo after building them (credentials of docker login); implies --product-only")
 	fs.Parse(os.Args[1:])
 	cfg.platforms = strings.Split(*platforms, ",")
+	cfg.productOnly = cfg.productOnly || cfg.push
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "images:", err)
 		os.Exit(1)
