@@ -72,7 +72,7 @@ func TestPortInUseNamesTheFlag(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	err = up(context.Background(), []string{"--base-port", strconv.Itoa(port - 100), "--dir", t.TempDir(), "--nodes", "1"})
+	err = up(context.Background(), []string{"--base-port", strconv.Itoa(port - 100), "--dir", t.TempDir(), "--nodes", "1", "--runtime", "fake"})
 	if err == nil || !strings.Contains(err.Error(), "kvmount up --base-port") {
 		t.Fatalf("got %v, want the error to name kvmount up --base-port", err)
 	}

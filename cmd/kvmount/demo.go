@@ -57,7 +57,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		time.Since(start).Round(100*time.Millisecond), "instances "+env.Nodes[0].Name+", …")
 	rows, playErr := demo.Play(ctx, env, out)
 	printTable(out, rows)
-	ok := playErr == nil && len(rows) == 5
+	ok := playErr == nil && len(rows) == demo.Outcomes
 	for _, r := range rows {
 		ok = ok && r.OK
 	}
@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	case !ok:
 		return errors.New("demo: an expected success or failure did not happen (see the table)")
 	}
-	fmt.Fprintln(out, "\nAll three identity methods mounted their objects, and both failures were explained. Walk through it by hand: docs/walkthrough.md")
+	fmt.Fprintln(out, "\nAll three identity methods and identity binding mounted their objects, and both failures were explained. Walk through it by hand: docs/walkthrough.md")
 	return nil
 }
 

@@ -14,12 +14,13 @@ func TestParseUp(t *testing.T) {
 		wantErr   string
 		wantUsage bool
 	}{
-		{name: "defaults", args: nil, want: upConfig{nodes: 2, dir: "/var/lib/kvmount/env", basePort: 16443}},
-		{name: "all flags", args: []string{"--nodes", "2", "--dir", "/x", "--base-port", "20000"}, want: upConfig{nodes: 2, dir: "/x", basePort: 20000}},
+		{name: "defaults", args: nil, want: upConfig{nodes: 2, dir: "/var/lib/kvmount/env", basePort: 16443, runtime: "containerd"}},
+		{name: "all flags", args: []string{"--nodes", "2", "--dir", "/x", "--base-port", "20000", "--runtime", "fake"}, want: upConfig{nodes: 2, dir: "/x", basePort: 20000, runtime: "fake"}},
 		{name: "zero nodes", args: []string{"--nodes=0"}, wantErr: "--nodes 0"},
 		{name: "privileged port", args: []string{"--base-port=80"}, wantErr: "--base-port 80"},
 		{name: "unknown flag", args: []string{"--node=2"}, wantErr: "flag provided but not defined", wantUsage: true},
 		{name: "stray argument", args: []string{"now"}, wantErr: `unexpected argument "now"`, wantUsage: true},
+		{name: "unknown runtime", args: []string{"--runtime=docker"}, wantErr: `--runtime "docker": choose containerd or fake`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

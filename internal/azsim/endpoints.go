@@ -46,6 +46,9 @@ type Endpoints struct {
 	// each caller as its own machine.
 	NodeIMDS string `json:"nodeIMDS,omitempty"`
 	NodeNMI  string `json:"nodeNMI,omitempty"`
+	// TokenProxy is AKS identity binding's token proxy (https), when
+	// served.
+	TokenProxy string `json:"tokenProxy,omitempty"`
 }
 
 // InstanceKey names one machine instance: a VM, or instance i of a scale set.
@@ -251,6 +254,8 @@ func (s *Server) Endpoints() Endpoints {
 			e.IMDS[inst] = s.endpoints[k].url
 		case "nmi":
 			e.NMI[inst] = s.endpoints[k].url
+		case "tokenproxy":
+			e.TokenProxy = s.endpoints[k].url
 		case "node":
 			if inst == "imds" {
 				e.NodeIMDS = s.endpoints[k].url

@@ -69,7 +69,12 @@ type Config struct {
 	// tells by the caller's address: as every Azure VM reaches its own
 	// IMDS at one address, and one DaemonSet can name one endpoint.
 	NodeAddresses map[string]string
-	Logger        *slog.Logger
+	// TokenProxyCert and TokenProxyKey are the serving certificate of
+	// AKS's token proxy for identity binding (issued by the cluster's CA,
+	// for the server name its control plane's ID gives: see
+	// ControlPlaneID). Set, azsim serves the proxy on Addr's host.
+	TokenProxyCert, TokenProxyKey string
+	Logger                        *slog.Logger
 }
 
 // Server is a running azsim.
@@ -87,6 +92,7 @@ type Server struct {
 	mu        sync.Mutex // guards endpoints
 	endpoints map[string]*endpoint
 
+	ent        *entra.Handler
 	kubeOnce   sync.Once
 	kubeClient dynamic.Interface
 	kubeErr    error
@@ -119,6 +125,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.startMachineEndpoints(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.startTokenProxy(); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -208,6 +218,7 @@ func (s *Server) listen() error {
 	s.ln = ln
 	ent := entra.New(entra.Config{DB: s.db, Issuer: s.issuer, BaseURL: LoginURL,
 		Federation: &entra.Federation{Client: s.federationClient()}})
+	s.ent = ent
 	s.http = &http.Server{Handler: s.route(ent), ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:  slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}

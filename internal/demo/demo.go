@@ -1,5 +1,6 @@
 // Package demo plays the seed document's three identity methods — pod
-// identity, a user-assigned and a system-assigned managed identity — on the
+// identity, a user-assigned and a system-assigned managed identity — and
+// then identity binding, which upstream now recommends on AKS, on the
 // local environment, printing each command in the seed's own form (az
 // replaced by azsim) and the seed's YAML with only its placeholders filled,
 // then the files each pod got. It also shows the two failures users meet
@@ -38,6 +39,9 @@ const (
 	aks   = localenv.ClusterName
 )
 
+// Outcomes is how many rows a full run has: four mounts, two failures.
+const Outcomes = 6
+
 // Result is one row of the final table.
 type Result struct {
 	Method, Identity, Pod, Objects, Outcome string
@@ -61,7 +65,7 @@ func Play(ctx context.Context, env *localenv.Env, out io.Writer) ([]Result, erro
 		return nil, err
 	}
 	d := &demo{env: env, kube: kube, out: out, vars: map[string]string{"<key-vault-name>": vault, "<tenant-Id>": env.TenantID, "<tenant-id>": env.TenantID}}
-	for _, step := range []func(context.Context) error{d.vault, d.podIdentity, d.userAssigned, d.systemAssigned} {
+	for _, step := range []func(context.Context) error{d.vault, d.podIdentity, d.userAssigned, d.systemAssigned, d.identityBinding} {
 		if err := step(ctx); err != nil {
 			return d.rows, err
 		}

@@ -169,3 +169,40 @@ func short(id string) string {
 	}
 	return id
 }
+
+// identityBinding is a fourth section beyond the seed: AKS identity
+// binding (useAzureTokenProxy), which upstream now recommends on AKS. The
+// managed identity is bound to the cluster once; the cluster's RBAC says
+// which service accounts may use it; no federated credential per service
+// account (workload identity's limit is 20 per identity).
+func (d *demo) identityBinding(ctx context.Context) error {
+	d.heading("4. Beyond the article: use identity binding (useAzureTokenProxy)")
+	d.say("A user-assigned identity is bound to the cluster; a ClusterRole lets a service account use it; the provider")
+	d.say("exchanges the pod's api://AKSIdentityBinding token at the cluster's token proxy.")
+	out, err := d.az(ctx, "azsim identity create -g "+rg+" -n kv-reader -o json")
+	if err != nil {
+		return err
+	}
+	var id struct{ ClientID, ID string }
+	if err := json.Unmarshal([]byte(out), &id); err != nil {
+		return fmt.Errorf("identity create printed %q: %w", out, err)
+	}
+	d.vars["<ib-client-id>"], d.vars["<ib-resource-id>"] = id.ClientID, id.ID
+	if err := d.azQuiet(ctx, "azsim aks identity-binding create -g "+rg+" --cluster-name "+aks+" -n kv-reader --managed-identity-resource-id <ib-resource-id>"); err != nil {
+		return err
+	}
+	if err := d.grant(ctx, "<ib-client-id>"); err != nil {
+		return err
+	}
+	for _, f := range []string{"ib-rbac.yaml", "spc-ib.yaml", "pod-ib.yaml"} {
+		if err := d.apply(ctx, f, nil); err != nil {
+			return err
+		}
+	}
+	files, err := d.mount(ctx, "busybox-secrets-store-inline-ib", mountTimeout)
+	if err != nil {
+		return err
+	}
+	d.row("identity binding", "kv-reader "+short(id.ClientID), "busybox-secrets-store-inline-ib", files, "mounted", true)
+	return nil
+}

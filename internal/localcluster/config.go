@@ -39,6 +39,10 @@ type Config struct {
 	// before kubelet starts (nothing can be pulled); they must include
 	// SandboxImage.
 	Images []string
+	// APIServerNames are more DNS names for the API server's serving
+	// certificate (an AKS control plane's hcp-kubernetes.<id>.svc.cluster.local,
+	// which identity binding derives its token proxy's name from).
+	APIServerNames []string
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }

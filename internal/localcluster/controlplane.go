@@ -42,7 +42,7 @@ func (c *Cluster) writePKI(context.Context) error {
 	}
 	if _, _, err := ca.Issue(pkiDir, "apiserver", pki.Spec{
 		CommonName: "kube-apiserver", Server: true, IPs: ips,
-		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		DNSNames: append([]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, c.cfg.APIServerNames...),
 	}); err != nil {
 		return err
 	}
@@ -62,6 +62,14 @@ func (c *Cluster) writePKI(context.Context) error {
 		return err
 	}
 	return c.writeAuditPolicy()
+}
+
+// IssueServingCert issues (or reuses) a serving certificate from the
+// cluster's CA, which every pod trusts through its service account's
+// ca.crt: for services that stand in for parts of a managed control plane
+// (AKS identity binding's token proxy).
+func (c *Cluster) IssueServingCert(name string, dnsNames []string) (certPath, keyPath string, err error) {
+	return c.ca.Issue(c.path("pki"), name, pki.Spec{CommonName: dnsNames[0], DNSNames: dnsNames, Server: true})
 }
 
 // ServiceAccountKubeconfig writes (once) a kubeconfig that authenticates

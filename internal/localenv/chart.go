@@ -79,6 +79,10 @@ func (e *Env) ChartValues() (map[string]any, error) {
 				"--host-override=" + azsim.HostSuffix + "=" + ep.Address,
 				"--imds-endpoint=" + ep.NodeIMDS,
 				"--nmi-endpoint=" + ep.NodeNMI,
+				// AKS's token proxy is behind the API server's address;
+				// here azsim serves it. Its name is still found out from
+				// the API server's certificate, as on AKS.
+				"--token-proxy-url=" + ep.TokenProxy,
 			},
 			"volumes":      []any{map[string]any{"name": "azsim", "hostPath": map[string]any{"path": files, "type": "Directory"}}},
 			"volumeMounts": []any{map[string]any{"name": "azsim", "mountPath": files, "readOnly": true}},

@@ -21,6 +21,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azsim"
 	"kvmount.dev/kvmount/internal/azsim/cli"
+	"kvmount.dev/kvmount/internal/azure/identitybinding"
 	"kvmount.dev/kvmount/internal/localcluster"
 )
 
@@ -64,6 +65,9 @@ type Env struct {
 	CloudEnvFile string
 	Nodes        []Node
 	TenantID     string
+	// ControlPlaneID is the AKS cluster record's control plane ID, which
+	// the API server's certificate carries.
+	ControlPlaneID string
 
 	cfg   Config
 	azsim *localcluster.Process
@@ -161,9 +165,16 @@ func (e *Env) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ep, err := azsim.ReadEndpoints(e.AzsimDir)
+	if err != nil {
+		return err
+	}
+	// The API server's certificate names the control plane's ID, as
+	// AKS's does: identity binding finds its token proxy by it.
+	e.ControlPlaneID = azsim.ControlPlaneID(ep.SubscriptionID, ResourceGroup, ClusterName)
 	c, err := localcluster.Start(ctx, localcluster.Config{Dir: filepath.Join(e.cfg.Dir, "c"), BinDir: e.cfg.BinDir, Nodes: len(names),
 		NodeName: func(i int) string { return names[i] }, BasePort: e.cfg.BasePort, SyncFrequency: e.cfg.SyncFrequency,
-		Runtime: e.cfg.Runtime, Images: imgs, Logf: e.cfg.Logf})
+		Runtime: e.cfg.Runtime, Images: imgs, APIServerNames: []string{azsim.APIServerName(e.ControlPlaneID)}, Logf: e.cfg.Logf})
 	if err != nil {
 		return err
 	}
@@ -269,6 +280,13 @@ func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
 	}
 	if kubeconfig != "" {
 		args = append(args, "--kubeconfig", kubeconfig, "--trust-ca", e.Cluster.CAPath())
+		// AKS identity binding's token proxy, with a certificate from the
+		// cluster's CA for the name the control plane's ID gives.
+		cert, key, err := e.Cluster.IssueServingCert("token-proxy", []string{identitybinding.SNIName(e.ControlPlaneID)})
+		if err != nil {
+			return err
+		}
+		args = append(args, "--token-proxy-cert", cert, "--token-proxy-key", key)
 	}
 	args = append(args, nodeArgs...)
 	p, err := localcluster.StartProcess(filepath.Join(e.cfg.Dir, "logs"), "azsim", e.bin("azsim"), args...)

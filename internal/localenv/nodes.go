@@ -124,7 +124,7 @@ func (e *Env) StartProvider(i int) error {
 	args := []string{"--endpoint", "unix://" + n.ProviderSocket, "--imds-endpoint", n.IMDS, "--nmi-endpoint", n.NMI, "--kubeconfig", kubeconfig,
 		"--cloud-name", "AzureStackCloud", "--cloud-env-file", e.CloudEnvFile,
 		"--ca-file", ep.CA, "--host-override", azsim.HostSuffix + "=" + ep.Address,
-		"--healthz-addr", "none", "--metrics-addr", n.ProviderMetrics, "--node-name", n.Name}
+		"--healthz-addr", "none", "--metrics-addr", n.ProviderMetrics, "--node-name", n.Name, "--token-proxy-url", ep.TokenProxy}
 	if e.cfg.RotationPollInterval > 0 {
 		// The node cache's epochs are the driver's rotation epochs.
 		args = append(args, "--cache-ttl", e.cfg.RotationPollInterval.String())

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,9 +19,10 @@ import (
 )
 
 // TestSeedThreeMethods plays the demo: the seed's pod identity,
-// user-assigned and system-assigned sections through real kubelet, plus a
-// pod without a matching binding and a node with several user-assigned
-// identities and no userAssignedIdentityID, each refused with its event.
+// user-assigned and system-assigned sections and identity binding through
+// real kubelet and containers, plus a pod without a matching binding and a
+// node with several user-assigned identities and no
+// userAssignedIdentityID, each refused with its event.
 func TestSeedThreeMethods(t *testing.T) {
 	env, _ := startEnv(t, 2)
 	var out strings.Builder
@@ -29,13 +31,13 @@ func TestSeedThreeMethods(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]bool{"pod identity": true, "pod identity, no binding": true, "user-assigned MI": true,
-		"VM MI, 2+ user-assigned, no ID": true, "system-assigned MI": true}
+		"VM MI, 2+ user-assigned, no ID": true, "system-assigned MI": true, "identity binding": true}
 	for _, r := range rows {
 		if !want[r.Method] || !r.OK {
 			t.Errorf("row %+v", r)
 		}
 		delete(want, r.Method)
-		if strings.HasSuffix(r.Method, "MI") || r.Method == "pod identity" {
+		if strings.HasSuffix(r.Method, "MI") || r.Method == "pod identity" || r.Method == "identity binding" {
 			if r.Objects != "key1, secret1" {
 				t.Errorf("%s mounted %q, want key1, secret1", r.Method, r.Objects)
 			}
@@ -43,6 +45,14 @@ func TestSeedThreeMethods(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("missing rows: %v", want)
+	}
+	// Each method ends with the article's validation, from inside the
+	// container, shown as the user types it.
+	for _, pod := range []string{"podid", "user-msi", "system-msi", "ib"} {
+		check := "$ kubectl exec busybox-secrets-store-inline-" + pod + " -- ls /mnt/secrets-store/\n    key1\n    secret1\n"
+		if !strings.Contains(out.String(), check) {
+			t.Errorf("the demo does not show %q", check)
+		}
 	}
 }
 
@@ -150,4 +160,58 @@ func TestServicePrincipal(t *testing.T) {
 	}
 	waitSecretFile(t, env, cs, "sp-pod", "from-service-principal")
 	assertNoCanaryInLogs(t, env, sp["password"].(string))
+}
+
+// TestIdentityBinding: AKS identity binding (useAzureTokenProxy). The
+// managed identity is bound to the cluster (az aks identity-binding
+// create), the cluster's RBAC lets one service account use it, and the
+// provider exchanges that pod's api://AKSIdentityBinding token at the
+// token proxy, whose name it computes from the API server's certificate.
+// No federated credential is made. A pod of another service account is
+// refused with the RBAC it lacks.
+func TestIdentityBinding(t *testing.T) {
+	env, cs := startEnv(t, 1)
+	ctx := context.Background()
+	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-ib", "resourceGroup": localenv.ResourceGroup})
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-ib", "name": "secret1", "value": "from-identity-binding"})
+	id := azsim(t, env, "identity create", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": "ib"})
+	azsim(t, env, "aks identity-binding create", map[string]any{"resourceGroup": localenv.ResourceGroup, "clusterName": localenv.ClusterName,
+		"name": "ib", "managedIdentityResourceId": id["id"]})
+	azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-ib", "spn": id["clientId"], "secretPermissions": []string{"get"}})
+	clientID := id["clientId"].(string)
+	rbac := fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: use-ib}
+rules:
+- verbs: [use-managed-identity]
+  apiGroups: [cid.wi.aks.azure.com]
+  resources: [%q]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: use-ib}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: use-ib}
+subjects: [{kind: ServiceAccount, name: ib-app, namespace: default}]
+`, clientID)
+	if err := env.Cluster.Apply(ctx, []byte(rbac)); err != nil {
+		t.Fatal(err)
+	}
+	params := "    useAzureTokenProxy: \"true\"\n    clientID: " + clientID + "\n    keyvaultName: kvmount-ib\n    tenantId: " + env.TenantID
+	if err := env.Cluster.Apply(ctx, classYAML("ib", params)); err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range []string{"ib-app", "ib-other"} {
+		if _, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, podWithClass(sa, "ib", sa, ""), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSecretFile(t, env, cs, "ib-app", "from-identity-binding")
+	waitFor(t, 60*time.Second, "the other service account refused", func() (bool, string) {
+		ev := strings.Join(events(cs, "default", "ib-other"), " | ")
+		return strings.Contains(ev, "system:serviceaccount:default:ib-other is not allowed to use managed identity "+clientID) &&
+			strings.Contains(ev, "use-managed-identity"), ev
+	})
 }

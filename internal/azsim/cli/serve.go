@@ -34,6 +34,8 @@ func serve(ctx context.Context, dataDir string, args []string, stdout io.Writer)
 	fs.IntVar(&cfg.GetLimit, "get-limit", 4000, "object GETs per vault per 10 s before 429")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "cluster for the pod-identity NMI and `aks pod-identity add`")
 	fs.Var(&trust, "trust-ca", "CA file of an external OIDC issuer (repeatable), e.g. the local cluster's")
+	fs.StringVar(&cfg.TokenProxyCert, "token-proxy-cert", "", "serving certificate of AKS identity binding's token proxy (issued by the cluster's CA for the server name of its control plane's ID); with --token-proxy-key, the proxy is served")
+	fs.StringVar(&cfg.TokenProxyKey, "token-proxy-key", "", "the token proxy certificate's key")
 	var nodes stringList
 	fs.Var(&nodes, "node-address", "NAME=ADDRESS of a machine (repeatable): one IMDS and one NMI then answer each such caller as machine NAME")
 	fs.BoolVar(&verbose, "v", false, "log every request (never secret values)")

@@ -31,6 +31,29 @@ type Config struct {
 // Handler serves the Entra ID endpoints under /{tenant}/.
 type Handler struct {
 	cfg Config
+	// auth authenticates the token endpoint's client; nil is Entra ID's
+	// own (client secret or federated assertion of an app).
+	auth ClientAuth
+}
+
+// ClientAuth authenticates a token request's client (its form is parsed)
+// and returns the principal the token is for; an error from NewOAuthError
+// is answered as Entra ID answers errors.
+type ClientAuth func(r *http.Request, tenant, clientID string) (store.Principal, error)
+
+// WithClientAuth is h with another client authentication at its token
+// endpoint and everything else unchanged: the token proxies in front of
+// Entra ID (AKS identity binding's) authenticate clients their own way.
+func (h *Handler) WithClientAuth(auth ClientAuth) *Handler {
+	c := *h
+	c.auth = auth
+	return &c
+}
+
+// NewOAuthError is an OAuth2 error answer of the token endpoint: its HTTP
+// status, error code, AADSTS number (0 for none) and description.
+func NewOAuthError(status int, code string, number int, desc string) error {
+	return &oauthErr{status, code, number, desc}
 }
 
 // New returns the login host handler.
@@ -112,7 +135,11 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", 1002012, fmt.Sprintf("AADSTS1002012: The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", f.Get("scope")))
 		return
 	}
-	p, err := h.authenticateClient(r, tenant, f.Get("client_id"))
+	auth := h.auth
+	if auth == nil {
+		auth = h.authenticateClient
+	}
+	p, err := auth(r, tenant, f.Get("client_id"))
 	if err != nil {
 		var oe *oauthErr
 		if errors.As(err, &oe) {

@@ -20,6 +20,9 @@ const (
 	BucketCerts      = "certificates"
 	BucketVersionSeq = "version-seq"
 	BucketPorts      = "ports"
+	// BucketIdentityBindings holds AKS identity bindings, keyed
+	// <resource group>/<cluster>/<name>.
+	BucketIdentityBindings = "identity-bindings"
 )
 
 // Principal kinds.
@@ -105,6 +108,16 @@ type Cluster struct {
 	AddonIdentity string `json:"addonIdentity"`
 	// OIDCIssuer is the cluster's service-account issuer URL, if known.
 	OIDCIssuer string `json:"oidcIssuer,omitempty"`
+}
+
+// IdentityBinding maps a user-assigned managed identity to an AKS cluster
+// (az aks identity-binding create).
+type IdentityBinding struct {
+	Name               string `json:"name"`
+	ResourceGroup      string `json:"resourceGroup"`
+	Cluster            string `json:"cluster"`
+	IdentityResourceID string `json:"identityResourceId"`
+	ClientID           string `json:"clientId"`
 }
 
 // Vault is a key vault: its tenant, authorization model and grants.

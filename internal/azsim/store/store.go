@@ -81,6 +81,15 @@ func Put[T any](tx *Tx, bucket, key string, v T) error {
 	return b.Put([]byte(key), data)
 }
 
+// Delete removes the document at key in bucket, which must exist.
+func Delete(tx *Tx, bucket, key string) error {
+	b := tx.tx.Bucket([]byte(bucket))
+	if b == nil || b.Get([]byte(key)) == nil {
+		return ErrNotFound
+	}
+	return b.Delete([]byte(key))
+}
+
 // List returns every document in bucket whose key starts with prefix, in
 // key order.
 func List[T any](tx *Tx, bucket, prefix string) ([]T, error) {

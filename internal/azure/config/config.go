@@ -27,16 +27,23 @@ const (
 	ModeVMManagedIdentity
 	ModeWorkloadIdentity
 	ModeServicePrincipal
+	// ModeIdentityBinding is AKS identity binding (useAzureTokenProxy):
+	// workload identity's client assertion, sent to AKS's token proxy.
+	ModeIdentityBinding
 )
 
 func (m Mode) String() string {
 	return map[Mode]string{ModePodIdentity: "pod identity", ModeVMManagedIdentity: "VM managed identity",
-		ModeWorkloadIdentity: "workload identity", ModeServicePrincipal: "service principal"}[m]
+		ModeWorkloadIdentity: "workload identity", ModeServicePrincipal: "service principal", ModeIdentityBinding: "identity binding"}[m]
 }
 
 // WorkloadIdentityAudience is the audience of the pod service-account token
 // exchanged for an Entra token in workload-identity mode.
 const WorkloadIdentityAudience = "api://AzureADTokenExchange"
+
+// IdentityBindingAudience is the audience of the pod service-account token
+// identity binding presents to AKS's token proxy.
+const IdentityBindingAudience = "api://AKSIdentityBinding"
 
 // Config is one mount's typed configuration.
 type Config struct {
@@ -44,14 +51,16 @@ type Config struct {
 	// UserAssignedIdentityID picks a VM's user-assigned identity by client
 	// ID or ARM resource ID; empty lets IMDS choose (system-assigned first).
 	UserAssignedIdentityID string
-	// ClientID is the workload identity's client ID.
+	// ClientID is the workload identity's (or identity binding's
+	// user-assigned identity's) client ID.
 	ClientID  string
 	TenantID  string
 	VaultName string
 	Cloud     Cloud
 	Objects   []Object
 	Pod       Pod
-	// ServiceAccountToken is the pod's token for WorkloadIdentityAudience.
+	// ServiceAccountToken is the pod's token for WorkloadIdentityAudience
+	// (workload identity) or IdentityBindingAudience (identity binding).
 	ServiceAccountToken string
 	// SPClientID and SPClientSecret come from nodePublishSecretRef.
 	SPClientID, SPClientSecret string

@@ -119,7 +119,15 @@ func TestParseIdentityModes(t *testing.T) {
 	if err != nil || c.Mode != ModeServicePrincipal || c.SPClientID != "a" || c.SPClientSecret != "b" {
 		t.Fatalf("service principal: %+v %v", c, err)
 	}
+	both := `{"api://AzureADTokenExchange":{"token":"` + saToken("wi") + `"},"api://AKSIdentityBinding":{"token":"` + tok + `"}}`
+	c, err = Parse(attrs(map[string]string{"useVMManagedIdentity": "", "useAzureTokenProxy": "true", "clientID": testClientID,
+		"csi.storage.k8s.io/serviceAccount.tokens": both}), "", "", Defaults{})
+	if err != nil || c.Mode != ModeIdentityBinding || c.ServiceAccountToken != tok || c.ClientID != testClientID {
+		t.Fatalf("identity binding: %+v %v", c, err)
+	}
 }
+
+const testClientID = "8be41f21-6895-467b-abe5-4bc2261121fe"
 
 func TestCloudEnvFile(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "cloud.json")
@@ -178,7 +186,11 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown cloud", map[string]string{"cloudName": "AzureMoonCloud"}, "", "", "is not a known cloud"},
 		{"stack cloud without file", map[string]string{"cloudName": "AzureStackCloud"}, "", "", "needs cloudEnvFileName"},
 		{"no pod name", map[string]string{"csi.storage.k8s.io/pod.name": ""}, "", "", "podInfoOnMount"},
-		{"identity binding", map[string]string{"useVMManagedIdentity": "", "useAzureTokenProxy": "true"}, "", "", "workload identity instead"},
+		{"identity binding without clientID", map[string]string{"useVMManagedIdentity": "", "useAzureTokenProxy": "true"}, "", "", "identity binding (useAzureTokenProxy) needs clientID"},
+		{"identity binding with a bad clientID", map[string]string{"useVMManagedIdentity": "", "useAzureTokenProxy": "true", "clientID": "my-identity"}, "", "", "is not a client ID"},
+		{"identity binding without its token", map[string]string{"useVMManagedIdentity": "", "useAzureTokenProxy": "true", "clientID": testClientID,
+			"csi.storage.k8s.io/serviceAccount.tokens": tokensAttr(saToken("x"))}, "", "", "audience api://AKSIdentityBinding"},
+		{"identity binding and VM identity", map[string]string{"useVMManagedIdentity": "true", "useAzureTokenProxy": "true"}, "", "", "only one identity mode"},
 		{"bad driver permission", nil, "", `"abc"`, "is not a number"},
 		{"file and directory", map[string]string{"objects": objects("objectName: a\nobjectType: secret", "objectName: b\nobjectType: secret\nobjectAlias: a/b")}, "", "", `but objects[0] (secret/a) writes the file "a"`},
 		{"history dir and alias", map[string]string{"objects": objects("objectName: h\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: h")}, "", "", `so it cannot also be a directory`},

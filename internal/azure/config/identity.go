@@ -42,7 +42,7 @@ func (c *Config) parseIdentity(a, secrets map[string]string, _ Defaults) error {
 	c.UserAssignedIdentityID, c.ClientID = a["userAssignedIdentityID"], a["clientID"]
 	switch {
 	case proxy:
-		return &Error{Field: "useAzureTokenProxy", Msg: "identity binding is an AKS-hosted token proxy that kvmount does not implement; use workload identity instead (clientID plus the CSIDriver's api://AzureADTokenExchange token request)"}
+		return c.parseIdentityBinding(a)
 	case pod:
 		c.Mode = ModePodIdentity
 	case vm:
@@ -101,24 +101,50 @@ type saTokens map[string]struct {
 
 func (c *Config) parseWorkloadIdentity(a map[string]string) error {
 	c.Mode = ModeWorkloadIdentity
-	raw := a["csi.storage.k8s.io/serviceAccount.tokens"]
 	missing := &Error{Field: "clientID", Msg: fmt.Sprintf("workload identity (clientID set) needs the pod's service-account token for audience %s, and the driver sent none: add tokenRequests: [{audience: %s}] to the secrets-store.csi.k8s.io CSIDriver", WorkloadIdentityAudience, WorkloadIdentityAudience)}
+	tok, err := serviceAccountToken(a, WorkloadIdentityAudience, missing)
+	c.ServiceAccountToken = tok
+	return err
+}
+
+// parseIdentityBinding is useAzureTokenProxy: a user-assigned identity's
+// clientID and the pod's token for IdentityBindingAudience.
+func (c *Config) parseIdentityBinding(a map[string]string) error {
+	c.Mode = ModeIdentityBinding
+	if c.ClientID == "" {
+		return &Error{Field: "clientID", Msg: "identity binding (useAzureTokenProxy) needs clientID: the client ID of the user-assigned managed identity the cluster's identity binding maps (az aks identity-binding show --query properties.managedIdentity.clientId)"}
+	}
+	if !isGUID(c.ClientID) {
+		return &Error{Field: "clientID", Msg: fmt.Sprintf("%q is not a client ID (a GUID) of a user-assigned managed identity", c.ClientID)}
+	}
+	if c.UserAssignedIdentityID != "" {
+		c.warn(Warning{Msg: "userAssignedIdentityID is the VM managed identity's parameter and is ignored with useAzureTokenProxy (identity binding uses clientID)"})
+	}
+	missing := &Error{Field: "useAzureTokenProxy", Msg: fmt.Sprintf("identity binding needs the pod's service-account token for audience %s, and the driver sent none: add tokenRequests: [{audience: %s}] to the secrets-store.csi.k8s.io CSIDriver (kvmount's chart lists it)", IdentityBindingAudience, IdentityBindingAudience)}
+	tok, err := serviceAccountToken(a, IdentityBindingAudience, missing)
+	c.ServiceAccountToken = tok
+	return err
+}
+
+// serviceAccountToken is the pod's token for audience from the driver's
+// serviceAccount.tokens attribute; missing is the error when there is none.
+func serviceAccountToken(a map[string]string, audience string, missing error) (string, error) {
+	raw := a["csi.storage.k8s.io/serviceAccount.tokens"]
 	if raw == "" {
-		return missing
+		return "", missing
 	}
 	var toks saTokens
 	if err := json.Unmarshal([]byte(raw), &toks); err != nil {
-		return &Error{Field: "csi.storage.k8s.io/serviceAccount.tokens", Msg: "the driver sent service-account tokens that are not valid JSON"}
+		return "", &Error{Field: "csi.storage.k8s.io/serviceAccount.tokens", Msg: "the driver sent service-account tokens that are not valid JSON"}
 	}
-	t, ok := toks[WorkloadIdentityAudience]
+	t, ok := toks[audience]
 	if !ok || t.Token == "" {
-		return missing
+		return "", missing
 	}
 	if !jwtWithSubject(t.Token) {
-		return &Error{Field: "csi.storage.k8s.io/serviceAccount.tokens", Msg: fmt.Sprintf("the service-account token for %s is not a JWT with a subject: it must come from kubelet's tokenRequests on the secrets-store.csi.k8s.io CSIDriver, not from volumeAttributes", WorkloadIdentityAudience)}
+		return "", &Error{Field: "csi.storage.k8s.io/serviceAccount.tokens", Msg: fmt.Sprintf("the service-account token for %s is not a JWT with a subject: it must come from kubelet's tokenRequests on the secrets-store.csi.k8s.io CSIDriver, not from volumeAttributes", audience)}
 	}
-	c.ServiceAccountToken = t.Token
-	return nil
+	return t.Token, nil
 }
 
 func (c *Config) parseServicePrincipal(secrets map[string]string) error {

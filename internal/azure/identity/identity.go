@@ -12,7 +12,8 @@
 //
 // Credentials are keyed by everything that decides which principal they
 // authenticate: the IMDS identity for VM managed identity, (authority,
-// tenant, client, service account) for workload identity, (authority,
+// tenant, client, service account) for workload identity and identity
+// binding, (authority,
 // tenant, client, secret hash) for a service principal. Two mounts share a
 // credential only when they would present the same proof of identity. The
 // store is bounded (size and idle time), so service accounts and secrets
@@ -25,6 +26,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -37,6 +39,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"kvmount.dev/kvmount/internal/azure/config"
+	"kvmount.dev/kvmount/internal/azure/identitybinding"
 	"kvmount.dev/kvmount/internal/lru"
 )
 
@@ -51,6 +54,9 @@ type Options struct {
 	// NMI and IMDS traffic, which never goes through a proxy (nil: the
 	// same client).
 	HTTPClient, LocalHTTPClient *http.Client
+	// TokenProxy is AKS's token proxy, for identity binding; nil refuses
+	// identity binding mounts.
+	TokenProxy *identitybinding.Proxy
 	// IdleTTL drops credentials unused this long (default 1 h).
 	IdleTTL time.Duration
 	// MaxCredentials bounds the credentials kept (default 4096).
@@ -145,12 +151,16 @@ func credentialKey(cfg config.Config) (string, error) {
 		return "pod|" + cfg.Pod.Namespace + "/" + cfg.Pod.Name + "|" + cfg.Pod.UID, nil
 	case config.ModeVMManagedIdentity:
 		return "imds|" + strings.ToLower(cfg.UserAssignedIdentityID), nil
-	case config.ModeWorkloadIdentity:
+	case config.ModeWorkloadIdentity, config.ModeIdentityBinding:
 		sub, err := tokenSubject(cfg.ServiceAccountToken)
 		if err != nil {
 			return "", err
 		}
-		return "wi|" + auth + "|" + cfg.ClientID + "|" + sub, nil
+		prefix := "wi|"
+		if cfg.Mode == config.ModeIdentityBinding {
+			prefix = "ib|"
+		}
+		return prefix + auth + "|" + cfg.ClientID + "|" + sub, nil
 	case config.ModeServicePrincipal:
 		sum := sha256.Sum256([]byte(cfg.SPClientSecret))
 		return "sp|" + auth + "|" + cfg.SPClientID + "|" + hex.EncodeToString(sum[:8]), nil
@@ -172,12 +182,39 @@ func (s *Source) newEntry(cfg config.Config) (*entry, error) {
 		opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: !knownAuthority(cfg)}
 		cred, err := azidentity.NewClientAssertionCredential(cfg.TenantID, cfg.ClientID, a.get, opts)
 		return &entry{cred: coalesce(cred), assertion: a, endpoint: authority}, err
+	case config.ModeIdentityBinding:
+		return s.identityBinding(cfg)
 	case config.ModeServicePrincipal:
 		opts := &azidentity.ClientSecretCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: !knownAuthority(cfg)}
 		cred, err := azidentity.NewClientSecretCredential(cfg.TenantID, cfg.SPClientID, cfg.SPClientSecret, opts)
 		return &entry{cred: coalesce(cred), endpoint: authority}, err
 	}
 	return nil, fmt.Errorf("identity mode %d: %w", cfg.Mode, errUnknownMode)
+}
+
+// ErrNoTokenProxy is identity binding where the provider has no token
+// proxy configured.
+var ErrNoTokenProxy = errors.New("identity binding: this provider has no token proxy configured")
+
+// identityBinding is workload identity's client-assertion credential with
+// every Entra ID request sent to AKS's token proxy. MSAL's instance
+// discovery is off, as the proxy serves the tenant's own endpoints only.
+func (s *Source) identityBinding(cfg config.Config) (*entry, error) {
+	if s.opts.TokenProxy == nil {
+		return nil, ErrNoTokenProxy
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	tr, err := s.opts.TokenProxy.Transport(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a := &assertion{}
+	a.set(cfg.ServiceAccountToken)
+	opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: true}
+	opts.Transport = tr
+	cred, err := azidentity.NewClientAssertionCredential(cfg.TenantID, cfg.ClientID, a.get, opts)
+	return &entry{cred: coalesce(cred), assertion: a, endpoint: "AKS token proxy " + s.opts.TokenProxy.Endpoint()}, err
 }
 
 func (s *Source) managedIdentity(cfg config.Config) (azcore.TokenCredential, error) {

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
+	"kvmount.dev/kvmount/internal/azure/identitybinding"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
 )
 
@@ -94,6 +96,13 @@ func identityStatus(ie *identityError, cfg config.Config) error {
 		return status.Errorf(codes.FailedPrecondition, "pod identity: NMI found no identity for pod %s/%s (%s). Label the pod aadpodidbinding: <selector> matching an AzureIdentityBinding in namespace %s (az aks pod-identity add creates one), or use workload identity", cfg.Pod.Namespace, cfg.Pod.Name, nmi.Body, cfg.Pod.Namespace)
 	case errors.As(ie.err, &nmi):
 		return status.Errorf(codes.PermissionDenied, "pod identity: NMI could not get a token for pod %s/%s (%d: %s). The pod's AzureIdentity must be assigned to this node's scale set (az vmss identity assign)", cfg.Pod.Namespace, cfg.Pod.Name, nmi.Status, nmi.Body)
+	case cfg.Mode == config.ModeIdentityBinding && (errors.Is(ie.err, identitybinding.ErrNotConfigured) || errors.Is(ie.err, identity.ErrNoTokenProxy)):
+		return status.Errorf(codes.FailedPrecondition, "%v: run the provider in its DaemonSet (it finds the proxy through the API server), or set --token-proxy-url and --sni-name", ie.err)
+	case cfg.Mode == config.ModeIdentityBinding && errors.As(ie.err, &af) && af.RawResponse != nil && af.RawResponse.StatusCode == http.StatusForbidden:
+		return status.Errorf(codes.PermissionDenied, "identity binding: the AKS token proxy refused service account %s/%s for managed identity %s (%s). Allow it with a ClusterRole (verbs [use-managed-identity], apiGroups [cid.wi.aks.azure.com], resources [%s]) bound to the service account, and make sure the cluster has an identity binding for the identity (az aks identity-binding create)",
+			cfg.Pod.Namespace, cfg.Pod.ServiceAccount, cfg.ClientID, proxyReason(af), cfg.ClientID)
+	case cfg.Mode == config.ModeIdentityBinding && errors.As(ie.err, &af) && af.RawResponse != nil && af.RawResponse.StatusCode < 500:
+		return status.Errorf(codes.Unauthenticated, "identity binding: the AKS token proxy refused the token request for managed identity %s: %s", cfg.ClientID, proxyReason(af))
 	case strings.Contains(msg, "Multiple user assigned identities exist"):
 		return status.Errorf(codes.FailedPrecondition, "VM managed identity: this node's VM or scale set has several user-assigned identities and no system-assigned one, so IMDS cannot choose: set userAssignedIdentityID in SecretProviderClass to the client ID of the identity that may read key vault %q (for the AKS add-on identity: az aks show -g <rg> -n <cluster> --query addonProfiles.azureKeyvaultSecretsProvider.identity.clientId -o tsv)", cfg.VaultName)
 	case strings.Contains(msg, "Identity not found"):
@@ -234,6 +243,20 @@ func aadReason(msg string) string {
 		return m
 	}
 	return firstLine(msg)
+}
+
+// proxyReason is the token proxy's error_description (its body is an
+// Entra-shaped error: no secret).
+func proxyReason(af *azidentity.AuthenticationFailedError) string {
+	msg := af.Error()
+	if i := strings.Index(msg, `"error_description":`); i >= 0 {
+		rest := msg[i+len(`"error_description":`):]
+		var d string
+		if err := json.NewDecoder(strings.NewReader(rest)).Decode(&d); err == nil {
+			return d
+		}
+	}
+	return aadReason(msg)
 }
 
 func firstLine(s string) string {

@@ -23,6 +23,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
+	"kvmount.dev/kvmount/internal/azure/identitybinding"
 	"kvmount.dev/kvmount/internal/azure/keyvault"
 	"kvmount.dev/kvmount/internal/epoch"
 	"kvmount.dev/kvmount/internal/events"
@@ -142,7 +143,8 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics = NewMetrics(reg, fetcher)
-	recorder, err := eventRecorder(rc, log)
+	kube := kubeConfig(rc, log)
+	recorder, err := eventRecorder(rc, kube, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -150,7 +152,7 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 		Events:   recorder,
 		Defaults: config.Defaults{CloudName: rc.CloudName, CloudEnvFile: rc.CloudEnvFile},
 		Identities: identity.NewSource(identity.Options{NMIEndpoint: rc.NMIEndpoint, IMDSEndpoint: rc.IMDSEndpoint,
-			HTTPClient: client, LocalHTTPClient: &http.Client{Transport: local}}),
+			HTTPClient: client, LocalHTTPClient: &http.Client{Transport: local}, TokenProxy: tokenProxy(rc, kube)}),
 		Fetcher:      fetcher,
 		Logger:       log,
 		Metrics:      metrics,
@@ -213,20 +215,56 @@ func healthz(endpoint string, timeout time.Duration) http.HandlerFunc {
 	}
 }
 
+// kubeAccess is the API server as --kubeconfig or the pod's service
+// account reach it: cfg nil when neither is there, err when --kubeconfig is
+// broken.
+type kubeAccess struct {
+	cfg *rest.Config
+	err error
+}
+
+func kubeConfig(rc RunConfig, log *slog.Logger) kubeAccess {
+	if rc.Kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", rc.Kubeconfig)
+		if err != nil {
+			return kubeAccess{err: fmt.Errorf("--kubeconfig: %w", err)}
+		}
+		return kubeAccess{cfg: cfg}
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		log.Info("no Kubernetes API access (no --kubeconfig, not in a cluster): SecretProviderClass warnings are logged, not recorded as pod Events")
+		return kubeAccess{}
+	}
+	return kubeAccess{cfg: cfg}
+}
+
+// tokenProxy is AKS's token proxy for identity binding: --token-proxy-url
+// (default the API server), --sni-name (default computed from the API
+// server's certificate), trusted with the cluster's CA.
+func tokenProxy(rc RunConfig, kube kubeAccess) *identitybinding.Proxy {
+	cfg := identitybinding.Config{ProxyURL: rc.TokenProxyURL, SNIName: rc.SNIName}
+	if kube.cfg != nil {
+		cfg.APIServer = kube.cfg.Host
+		cfg.CAData = kube.cfg.CAData
+		if len(cfg.CAData) == 0 && kube.cfg.CAFile != "" {
+			cfg.CAData = identitybinding.ReadCAFile(kube.cfg.CAFile)
+		}
+	}
+	return identitybinding.New(cfg)
+}
+
 // eventRecorder records Events as the provider, through --kubeconfig or the
 // pod's service account. The upstream provider has no API access: in its
 // DaemonSet, warnings are logged only.
-func eventRecorder(rc RunConfig, log *slog.Logger) (*events.Recorder, error) {
-	var cfg *rest.Config
-	var err error
-	if rc.Kubeconfig != "" {
-		if cfg, err = clientcmd.BuildConfigFromFlags("", rc.Kubeconfig); err != nil {
-			return nil, fmt.Errorf("--kubeconfig: %w", err)
-		}
-	} else if cfg, err = rest.InClusterConfig(); err != nil {
-		log.Info("no Kubernetes API access (no --kubeconfig, not in a cluster): SecretProviderClass warnings are logged, not recorded as pod Events")
+func eventRecorder(rc RunConfig, kube kubeAccess, log *slog.Logger) (*events.Recorder, error) {
+	if kube.err != nil {
+		return nil, kube.err
+	}
+	if kube.cfg == nil {
 		return nil, nil
 	}
+	cfg := rest.CopyConfig(kube.cfg)
 	cfg.QPS, cfg.Burst = 20, 40
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {

@@ -111,14 +111,14 @@ func TestPodIdentity(t *testing.T) {
 	id := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
 	admin(t, s, "aks pod-identity add", azsim.PodIdentityArgs{ResourceGroup: "rg", ClusterName: "aks1", Namespace: "default", Name: "pod-id", IdentityResourceID: id["id"].(string)})
 	grant(t, s, id["clientId"].(string))
-	var nmi string
-	for _, url := range s.Endpoints().NMI { // one node
-		nmi = url
+	var nmi, node string
+	for name, url := range s.Endpoints().NMI { // one node
+		nmi, node = url, name
 	}
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.NMIEndpoint = nmi })
 	cs, _ := cluster.Client()
 	for name, labels := range map[string]map[string]string{"labelled": {"aadpodidbinding": "pod-id"}, "unlabelled": nil} {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Spec: corev1.PodSpec{NodeName: "none", Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
