@@ -47,12 +47,25 @@ test-compile:
 	cd tools/ci && $(GO) mod download && $(GO) test -count=1 -run '^$$' ./... >/dev/null
 	$(GO) test -race -count=1 -run '^$$' $(PKGS) >/dev/null
 
+## MATRIX: the other Kubernetes versions make test runs on (tools/cluster/k8s-*),
+## with MATRIX_TESTS: the seed's flows, workload identity and identity binding
+## end to end, manifest and chart validation, the chart's install, and
+## containers on the local nodes
+MATRIX       ?= 1.33 1.35
+MATRIX_TESTS := TestSeedThreeMethods|TestWorkloadIdentity|TestIdentityBinding|TestDeployManifestsValidate|TestHelmChart|TestHelmLifecycle|TestContainerdNodes
+
 ## test: everything above, then every test, with the race detector, with
-## loopback as the only network
+## loopback as the only network, on Kubernetes 1.37; then MATRIX_TESTS on
+## each version of MATRIX
 test: host-deps build vet cluster-bins tools images test-compile
 	cd tools/images && KVMOUNT_BIN_DIR=$(BIN) ../../scripts/netns-run.sh $(GO) test -count=1 -timeout 10m -v ./...
 	cd tools/ci && ../../scripts/netns-run.sh $(GO) test -count=1 -v ./...
 	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -race -count=1 -timeout 60m -v $(TESTARGS) $(PKGS)
+	for v in $(MATRIX); do \
+	  echo "=== Kubernetes $$v: $(MATRIX_TESTS)"; \
+	  KVMOUNT_KUBE_VERSION=$$v KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -count=1 -timeout 30m -v \
+	    -run '^($(MATRIX_TESTS))$$' ./test/e2e ./internal/localcluster || exit 1; \
+	done
 
 ## demo: the seed's three identity methods on a local node, in a loopback-only
 ## network namespace (everything it runs listens on 127.0.0.1 anyway)

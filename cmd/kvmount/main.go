@@ -17,11 +17,13 @@ import (
 const usage = `kvmount: Azure Key Vault secrets as files in Kubernetes pods, testable offline.
 
 Usage:
-  kvmount up [--nodes N] [--dir DIR] [--base-port PORT] [--runtime containerd|fake]
+  kvmount up [--nodes N] [--dir DIR] [--base-port PORT] [--runtime containerd|fake] [--kube-version 1.33]
                                                           start the local environment until interrupted
   kvmount run [--dir DIR] -- COMMAND [ARGS...]            run kubectl, azsim, … where the environment's network is
   kvmount demo [--keep] [--dir DIR]                       play the seed's three identity methods end to end
   kvmount files <namespace>/<pod> [--dir DIR]             show a pod's mounted secrets-store files
+  kvmount check -f FILE|DIR|- [-o text|json]               what the provider and driver would refuse or warn
+                                                          about in SecretProviderClass and pod manifests
   kvmount version                                         print the version (also --version)
   kvmount bench provider --endpoint unix:///…/azure.sock (--request FILE | --class SPC --pod POD)
                          [-c N] [-d 10s | -n N] [--azsim-data-dir DIR --vault NAME]
@@ -37,6 +39,9 @@ func main() {
 	stop()
 	if errors.Is(err, errHelp) {
 		return
+	}
+	if errors.Is(err, errCheckFailed) {
+		os.Exit(1)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvmount:", err)
@@ -60,6 +65,8 @@ func run(ctx context.Context, args []string) error {
 		return files(ctx, args[1:], os.Stdout)
 	case "run":
 		return runIn(args[1:])
+	case "check":
+		return check(args[1:], os.Stdin, os.Stdout)
 	case "bench":
 		if len(args) < 2 || args[1] != "provider" {
 			if wantsHelp(args[1:]) {

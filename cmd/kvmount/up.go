@@ -25,6 +25,7 @@ type upConfig struct {
 	dir      string
 	basePort int
 	runtime  string
+	kube     string
 }
 
 func parseUp(args []string) (upConfig, error) {
@@ -35,7 +36,8 @@ func parseUp(args []string) (upConfig, error) {
 	fs.StringVar(&cfg.dir, "dir", "/var/lib/kvmount/env", "state directory (azsim, PKI, etcd, kubelet root dirs, logs); reused on the next start")
 	fs.IntVar(&cfg.basePort, "base-port", 16443, "API server port; etcd, controllers and kubelets use the ports above it, azsim base+100")
 	fs.StringVar(&cfg.runtime, "runtime", "containerd", "containerd: the chart's driver and provider in real containers on nodes with their own network (in a new loopback-only network namespace); fake: host processes and the fake CRI, on this host's loopback, many nodes")
-	pos, err := parseVerb(fs, args, os.Stdout, "kvmount up [--nodes N] [--dir DIR] [--base-port PORT] [--runtime containerd|fake]")
+	fs.StringVar(&cfg.kube, "kube-version", "", "Kubernetes minor version of the cluster, e.g. 1.33 (bin/k8s-1.33, built by make cluster-bins); default 1.37")
+	pos, err := parseVerb(fs, args, os.Stdout, "kvmount up [--nodes N] [--dir DIR] [--base-port PORT] [--runtime containerd|fake] [--kube-version 1.33]")
 	if err != nil {
 		return cfg, err
 	}
@@ -75,7 +77,7 @@ func up(ctx context.Context, args []string) error {
 	}
 	start := time.Now()
 	env, err := localenv.Start(ctx, localenv.Config{Dir: cfg.dir, BinDir: binDir, Nodes: cfg.nodes, BasePort: cfg.basePort,
-		Runtime: localcluster.Runtime(cfg.runtime), Logf: progress.step})
+		Runtime: localcluster.Runtime(cfg.runtime), KubeVersion: cfg.kube, Logf: progress.step})
 	if errors.Is(err, localcluster.ErrPortInUse) {
 		return fmt.Errorf("%w\nchoose free ports with kvmount up --base-port PORT (now %d; the environment uses PORT to PORT+%d)", err, cfg.basePort, 100+2)
 	}

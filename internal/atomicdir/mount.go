@@ -26,14 +26,23 @@ func Mounted(dir string) (bool, error) {
 
 // MountTmpfs creates dir if needed and mounts a tmpfs on it, unless one is
 // already there. Secrets then live in memory only.
-func MountTmpfs(dir string) error {
+func MountTmpfs(dir string) error { return MountTmpfsOwned(dir, NoGroup) }
+
+// MountTmpfsOwned is MountTmpfs with the tmpfs's root group-owned by gid
+// and traversable by the group only (WriteOwned); gid NoGroup is
+// MountTmpfs.
+func MountTmpfsOwned(dir string, gid int) error {
+	opts := "mode=0755"
+	if gid != NoGroup {
+		opts = fmt.Sprintf("mode=0750,gid=%d", gid)
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	if ok, err := Mounted(dir); err != nil || ok {
 		return err
 	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755"); err != nil {
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 	}
 	return nil

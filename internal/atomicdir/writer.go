@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -38,26 +39,36 @@ type File struct {
 
 // Write makes dir hold exactly files. It reports whether anything changed;
 // when nothing did, dir is not touched.
-func Write(dir string, files []File) (bool, error) {
+func Write(dir string, files []File) (bool, error) { return WriteOwned(dir, files, NoGroup) }
+
+// NoGroup leaves files and directories owned by the writer's group.
+const NoGroup = -1
+
+// WriteOwned is Write with every file and directory group-owned by gid
+// (the pod's fsGroup), files readable by the group and directories
+// traversable by it, so that a container running as a non-root member of
+// the group reads them; gid NoGroup is Write.
+func WriteOwned(dir string, files []File, gid int) (bool, error) {
 	if err := check(files); err != nil {
 		return false, err
 	}
-	if same, err := unchanged(dir, files); err != nil || same {
+	files = withGroupRead(files, gid)
+	if same, err := unchanged(dir, files, gid); err != nil || same {
 		return false, err
 	}
 	ts, err := os.MkdirTemp(dir, time.Now().UTC().Format("..2006_01_02_15_04_05."))
 	if err != nil {
 		return false, fmt.Errorf("create payload dir: %w", err)
 	}
-	if err := os.Chmod(ts, 0o755); err != nil {
+	if err := setOwner(ts, os.ModeDir|0o755, gid); err != nil {
 		return false, err
 	}
-	if err := writeFiles(ts, files); err != nil {
+	if err := writeFiles(ts, files, gid); err != nil {
 		os.RemoveAll(ts)
 		return false, err
 	}
 	old, _ := os.Readlink(filepath.Join(dir, dataDir))
-	if err := swap(dir, filepath.Base(ts)); err != nil {
+	if err := swap(dir, filepath.Base(ts), gid); err != nil {
 		os.RemoveAll(ts)
 		return false, err
 	}
@@ -67,7 +78,7 @@ func Write(dir string, files []File) (bool, error) {
 		now := time.Now()
 		_ = os.Chtimes(filepath.Join(dir, old), now, now)
 	}
-	if err := linkTopLevel(dir, files); err != nil {
+	if err := linkTopLevel(dir, files, gid); err != nil {
 		return true, err
 	}
 	return true, Prune(dir)
@@ -125,9 +136,40 @@ func check(files []File) error {
 	return CheckPaths(paths)
 }
 
+// withGroupRead adds group read to every file's mode when a group owns
+// them.
+func withGroupRead(files []File, gid int) []File {
+	if gid == NoGroup {
+		return files
+	}
+	out := make([]File, len(files))
+	for i, f := range files {
+		f.Mode |= 0o040
+		out[i] = f
+	}
+	return out
+}
+
+// setOwner sets a directory's or file's mode and, with a group, its group
+// (directories then traversable by the group only, not by others).
+func setOwner(path string, mode os.FileMode, gid int) error {
+	if gid != NoGroup {
+		if mode.IsDir() {
+			mode = mode&^0o007 | 0o050
+		}
+		if err := os.Lchown(path, -1, gid); err != nil {
+			return fmt.Errorf("chown %s to group %d: %w", path, gid, err)
+		}
+	}
+	if err := os.Chmod(path, mode.Perm()); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return nil
+}
+
 // unchanged reports whether dir's current payload holds exactly files,
-// with the same contents and modes.
-func unchanged(dir string, files []File) (bool, error) {
+// with the same contents, modes and group.
+func unchanged(dir string, files []File, gid int) (bool, error) {
 	cur := filepath.Join(dir, dataDir)
 	if _, err := os.Stat(cur); err != nil {
 		return false, nil
@@ -145,7 +187,7 @@ func unchanged(dir string, files []File) (bool, error) {
 	for _, f := range files {
 		p := filepath.Join(cur, f.Path)
 		fi, err := os.Lstat(p)
-		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != f.Mode {
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != f.Mode || (gid != NoGroup && groupOf(fi) != gid) {
 			return false, nil
 		}
 		data, err := os.ReadFile(p)
@@ -156,28 +198,52 @@ func unchanged(dir string, files []File) (bool, error) {
 	return true, nil
 }
 
-func writeFiles(root string, files []File) error {
+func writeFiles(root string, files []File, gid int) error {
 	for _, f := range files {
 		p := filepath.Join(root, f.Path)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := mkdirs(root, filepath.Dir(f.Path), gid); err != nil {
 			return fmt.Errorf("create dir for %s: %w", f.Path, err)
 		}
 		if err := os.WriteFile(p, f.Data, f.Mode); err != nil {
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
-		if err := os.Chmod(p, f.Mode); err != nil { // the umask may have narrowed it
-			return fmt.Errorf("chmod %s: %w", f.Path, err)
+		// The umask may have narrowed the mode.
+		if err := setOwner(p, f.Mode, gid); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// mkdirs makes the directories of rel under root, each owned as setOwner
+// says.
+func mkdirs(root, rel string, gid int) error {
+	if rel == "." {
+		return nil
+	}
+	if err := mkdirs(root, filepath.Dir(rel), gid); err != nil {
+		return err
+	}
+	p := filepath.Join(root, rel)
+	if err := os.Mkdir(p, 0o755); errors.Is(err, os.ErrExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return setOwner(p, os.ModeDir|0o755, gid)
+}
+
 // swap points ..data at the new payload in one rename.
-func swap(dir, payload string) error {
+func swap(dir, payload string, gid int) error {
 	tmp := filepath.Join(dir, dataDirTmp)
 	_ = os.Remove(tmp)
 	if err := os.Symlink(payload, tmp); err != nil {
 		return fmt.Errorf("link new payload: %w", err)
+	}
+	if gid != NoGroup {
+		if err := os.Lchown(tmp, -1, gid); err != nil {
+			return fmt.Errorf("chown the new payload link: %w", err)
+		}
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, dataDir)); err != nil {
 		return fmt.Errorf("swap payload: %w", err)
@@ -187,7 +253,7 @@ func swap(dir, payload string) error {
 
 // linkTopLevel makes every top-level name a symlink through ..data and
 // removes the symlinks of names no longer written.
-func linkTopLevel(dir string, files []File) error {
+func linkTopLevel(dir string, files []File, gid int) error {
 	want := map[string]bool{}
 	for _, f := range files {
 		top, _, _ := strings.Cut(f.Path, "/")
@@ -225,6 +291,19 @@ func linkTopLevel(dir string, files []File) error {
 		if err := os.Symlink(target, link); err != nil {
 			return fmt.Errorf("link %s: %w", name, err)
 		}
+		if gid != NoGroup {
+			if err := os.Lchown(link, -1, gid); err != nil {
+				return fmt.Errorf("chown %s: %w", name, err)
+			}
+		}
 	}
 	return nil
+}
+
+// groupOf is a file's group.
+func groupOf(fi os.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Gid)
+	}
+	return NoGroup
 }

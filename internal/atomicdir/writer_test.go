@@ -269,3 +269,44 @@ func FuzzValidatePath(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteOwned: with the pod's fsGroup, every file and directory of the
+// payload is group-owned, files gain group read and directories group
+// traversal (not others'), and a rewrite (rotation) keeps it so; a change
+// of group alone rewrites.
+func TestWriteOwned(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root (make test)")
+	}
+	dir := t.TempDir()
+	const gid = 4321
+	files := []File{{Path: "secret1", Mode: 0o400, Data: []byte("v1")}, {Path: "certs/tls.crt", Mode: 0o644, Data: []byte("c")}}
+	if _, err := WriteOwned(dir, files, gid); err != nil {
+		t.Fatal(err)
+	}
+	check := func(rel string, wantMode os.FileMode) {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if groupOf(fi) != gid || fi.Mode().Perm() != wantMode {
+			t.Errorf("%s: group %d mode %o, want %d %o", rel, groupOf(fi), fi.Mode().Perm(), gid, wantMode)
+		}
+	}
+	check("secret1", 0o440)
+	check("certs/tls.crt", 0o644)
+	check("certs", 0o750)
+	check("..data", 0o750)
+	files[0].Data = []byte("v2")
+	if changed, err := WriteOwned(dir, files, gid); err != nil || !changed {
+		t.Fatalf("rotation: %v %v", changed, err)
+	}
+	check("secret1", 0o440)
+	if changed, _ := WriteOwned(dir, files, gid); changed {
+		t.Error("the same files and group were written again")
+	}
+	if changed, _ := WriteOwned(dir, files, gid+1); !changed {
+		t.Error("a new group did not rewrite the files")
+	}
+}

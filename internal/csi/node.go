@@ -3,8 +3,10 @@ package csi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,9 +31,14 @@ func (s *Node) NodeGetInfo(context.Context, *csipb.NodeGetInfoRequest) (*csipb.N
 	return &csipb.NodeGetInfoResponse{NodeId: s.d.cfg.NodeID}, nil
 }
 
-// NodeGetCapabilities advertises nothing: no stage/unstage, no stats.
+// NodeGetCapabilities advertises VOLUME_MOUNT_GROUP only: kubelet then
+// hands the pod's fsGroup to the driver, which makes the files the group's
+// (a read-only tmpfs cannot be chown'd afterwards, so kubelet never applies
+// fsGroup to these volumes itself). No stage/unstage, no stats.
 func (s *Node) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesRequest) (*csipb.NodeGetCapabilitiesResponse, error) {
-	return &csipb.NodeGetCapabilitiesResponse{}, nil
+	return &csipb.NodeGetCapabilitiesResponse{Capabilities: []*csipb.NodeServiceCapability{{
+		Type: &csipb.NodeServiceCapability_Rpc{Rpc: &csipb.NodeServiceCapability_RPC{Type: csipb.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP}},
+	}}}, nil
 }
 
 // NodePublishVolume mounts (or refreshes) a pod's secrets: validate, then
@@ -88,6 +95,9 @@ type mountRequest struct {
 	// secretProviderClass: never passed on (see kubeletKeys).
 	ignored []string
 	secrets map[string]string
+	// group is the pod's fsGroup, which kubelet passes as the volume
+	// mount group (VOLUME_MOUNT_GROUP); atomicdir.NoGroup when unset.
+	group int
 }
 
 type podRef struct {
@@ -109,7 +119,7 @@ var kubeletKeys = []string{"secretProviderClass", "csi.storage.k8s.io/pod.name",
 	"csi.storage.k8s.io/pod.uid", "csi.storage.k8s.io/serviceAccount.name", "csi.storage.k8s.io/ephemeral", tokensKey}
 
 func parsePublish(req *csipb.NodePublishVolumeRequest) (mountRequest, error) {
-	m := mountRequest{volumeID: req.GetVolumeId(), target: req.GetTargetPath(), secrets: req.GetSecrets()}
+	m := mountRequest{volumeID: req.GetVolumeId(), target: req.GetTargetPath(), secrets: req.GetSecrets(), group: atomicdir.NoGroup}
 	switch {
 	case m.volumeID == "":
 		return m, &requestError{"volume ID is required"}
@@ -121,6 +131,13 @@ func parsePublish(req *csipb.NodePublishVolumeRequest) (mountRequest, error) {
 		return m, &requestError{"secrets-store volumes are file systems, not block devices"}
 	case !req.GetReadonly():
 		return m, &requestError{"secrets-store volumes must be read-only: set readOnly: true on the pod's csi volume"}
+	}
+	if g := req.GetVolumeCapability().GetMount().GetVolumeMountGroup(); g != "" {
+		gid, err := strconv.Atoi(g)
+		if err != nil || gid < 0 {
+			return m, &requestError{fmt.Sprintf("volume mount group %q is not a group ID: the pod's securityContext.fsGroup must be a number", g)}
+		}
+		m.group = gid
 	}
 	m.context, m.ignored = splitContext(req.GetVolumeContext())
 	m.class = m.context["secretProviderClass"]

@@ -61,13 +61,13 @@ func (d *Driver) publish(ctx context.Context, m mountRequest, v *volume) (outcom
 	out.provider = string(spc.Spec.Provider)
 	d.warnIgnored(ctx, m, v)
 	if !mounted {
-		if err := atomicdir.MountTmpfs(m.target); err != nil {
+		if err := atomicdir.MountTmpfsOwned(m.target, m.group); err != nil {
 			return d.failed(ctx, m, out, &localError{"mount tmpfs", err})
 		}
 	}
 	files, versions, err := d.callProvider(ctx, m, spc, v)
 	if err == nil {
-		out.changed, err = atomicdir.Write(m.target, files)
+		out.changed, err = atomicdir.WriteOwned(m.target, files, m.group)
 		if err != nil {
 			err = &localError{"write files of " + m.class, err}
 		}

@@ -30,7 +30,8 @@ func (c *Cluster) Apply(ctx context.Context, manifest []byte) error {
 }
 
 // ApplyDryRun validates a manifest with a server-side dry run: the API
-// server checks every object (schema, defaults, admission) and stores none.
+// server checks every object (strict schema, defaults, admission) and
+// stores none.
 func (c *Cluster) ApplyDryRun(ctx context.Context, manifest []byte) error {
 	return c.apply(ctx, manifest, true)
 }
@@ -86,7 +87,9 @@ func applyOne(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper
 		return err
 	}
 	force := true
-	opts := metav1.PatchOptions{FieldManager: "kvmount", Force: &force}
+	// Strict: a field the API server's schema lacks is an error, as
+	// kubectl apply makes it, not a warning and a dropped field.
+	opts := metav1.PatchOptions{FieldManager: "kvmount", Force: &force, FieldValidation: "Strict"}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}

@@ -80,6 +80,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if missing := MissingBinaries(cfg.BinDir); len(missing) > 0 {
 		return nil, fmt.Errorf("cluster binaries %v missing in %s: run `make cluster-bins`", missing, cfg.BinDir)
 	}
+	if missing := cfg.missingKube(); len(missing) > 0 {
+		return nil, fmt.Errorf("Kubernetes %s binaries %v missing in %s: run `make cluster-bins`", cfg.KubeVersion, missing, cfg.kubeBinDir())
+	}
 	ports, err := cfg.ports()
 	if err != nil {
 		return nil, err
@@ -180,7 +183,7 @@ func (c *Cluster) Runtime() Runtime { return c.cfg.Runtime }
 // Kubectl is a kubectl command for the cluster as admin, run where the
 // cluster's network is (this namespace).
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, filepath.Join(c.cfg.BinDir, "kubectl"), append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
+	return exec.CommandContext(ctx, c.cfg.binPath("kubectl"), append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
 }
 
 // PIDs returns the process IDs of every running child, which are also their
@@ -222,7 +225,7 @@ func (c *Cluster) path(elem ...string) string {
 }
 
 func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
-	return c.runPath(name, filepath.Join(c.cfg.BinDir, bin), args...)
+	return c.runPath(name, c.cfg.binPath(bin), args...)
 }
 
 // runPath is run with bin a path, or a command looked up in $PATH.

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -35,6 +36,11 @@ type Config struct {
 	// RuntimeContainerd, which needs a loopback-only network namespace
 	// (scripts/netns-run.sh) for the cluster network it creates.
 	Runtime Runtime
+	// KubeVersion picks the Kubernetes binaries: "" is BinDir's own
+	// (1.37), "1.33" those in BinDir/k8s-1.33 (the version matrix of make
+	// test; tools/cluster/build.sh builds them). Empty means
+	// $KVMOUNT_KUBE_VERSION.
+	KubeVersion string
 	// Images are OCI archives imported into every node's containerd
 	// before kubelet starts (nothing can be pulled); they must include
 	// SandboxImage.
@@ -86,7 +92,41 @@ func (c *Config) setDefaults() error {
 		}
 		c.BinDir = bin
 	}
+	if c.KubeVersion == "" {
+		c.KubeVersion = os.Getenv("KVMOUNT_KUBE_VERSION")
+	}
 	return nil
+}
+
+// kubeBinaries come from the Kubernetes version under test; the others
+// from BinDir.
+var kubeBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"}
+
+// kubeBinDir is where the Kubernetes binaries of KubeVersion are.
+func (c *Config) kubeBinDir() string {
+	if c.KubeVersion == "" {
+		return c.BinDir
+	}
+	return filepath.Join(c.BinDir, "k8s-"+c.KubeVersion)
+}
+
+// binPath is the path of one of the cluster's binaries.
+func (c *Config) binPath(bin string) string {
+	if slices.Contains(kubeBinaries, bin) {
+		return filepath.Join(c.kubeBinDir(), bin)
+	}
+	return filepath.Join(c.BinDir, bin)
+}
+
+// missingKube lists KubeVersion's binaries that are not there.
+func (c *Config) missingKube() []string {
+	var missing []string
+	for _, b := range kubeBinaries {
+		if fi, err := os.Stat(c.binPath(b)); err != nil || fi.Mode()&0o111 == 0 {
+			missing = append(missing, b)
+		}
+	}
+	return missing
 }
 
 // ports derives every port from BasePort and checks that each is free,

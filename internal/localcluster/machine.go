@@ -105,7 +105,7 @@ func (m *machine) exec(bin string, args ...string) *exec.Cmd {
 // and mount namespaces.
 // bin is one of the cluster's binaries, or a host command (containerd).
 func (c *Cluster) runIn(m *machine, name, bin string, args ...string) (*process, error) {
-	path := filepath.Join(c.cfg.BinDir, bin)
+	path := c.cfg.binPath(bin)
 	if _, err := os.Stat(path); err != nil {
 		if path, err = exec.LookPath(bin); err != nil {
 			return nil, fmt.Errorf("%s: %w (scripts/host-deps.sh installs it)", bin, err)

@@ -54,7 +54,9 @@ type Config struct {
 	Runtime localcluster.Runtime
 	// ImagesDir holds the images (make images); empty is BinDir/images.
 	ImagesDir string
-	Logf      func(format string, args ...any)
+	// KubeVersion picks the Kubernetes binaries (localcluster.Config).
+	KubeVersion string
+	Logf        func(format string, args ...any)
 }
 
 // Env is a running environment.
@@ -174,7 +176,7 @@ func (e *Env) start(ctx context.Context) error {
 	e.ControlPlaneID = azsim.ControlPlaneID(ep.SubscriptionID, ResourceGroup, ClusterName)
 	c, err := localcluster.Start(ctx, localcluster.Config{Dir: filepath.Join(e.cfg.Dir, "c"), BinDir: e.cfg.BinDir, Nodes: len(names),
 		NodeName: func(i int) string { return names[i] }, BasePort: e.cfg.BasePort, SyncFrequency: e.cfg.SyncFrequency,
-		Runtime: e.cfg.Runtime, Images: imgs, APIServerNames: []string{azsim.APIServerName(e.ControlPlaneID)}, Logf: e.cfg.Logf})
+		Runtime: e.cfg.Runtime, Images: imgs, KubeVersion: e.cfg.KubeVersion, APIServerNames: []string{azsim.APIServerName(e.ControlPlaneID)}, Logf: e.cfg.Logf})
 	if err != nil {
 		return err
 	}

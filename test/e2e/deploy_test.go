@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,24 +23,48 @@ import (
 const chartDir = "../../deploy/helm/kvmount"
 
 // TestDeployManifestsValidate checks every manifest in deploy/ with a
-// server-side dry run against the real API server (schema, defaulting,
-// admission), after the CRDs and the CSIDriver are applied.
+// strict server-side dry run against the API server under test (schema,
+// defaulting, admission): deploy/*.yaml on every version, and
+// kubernetes-1.35+/csidriver.yaml from 1.35, where its
+// serviceAccountTokenInSecrets exists; before 1.35 the API server must
+// refuse it, which is why it is a file of its own.
 func TestDeployManifestsValidate(t *testing.T) {
 	env, _ := startFakeEnv(t, 1, nil)
 	files, err := filepath.Glob("../../deploy/*.yaml")
 	if err != nil || len(files) < 4 {
 		t.Fatalf("deploy manifests: %v %v", files, err)
 	}
-	files = append(files, "../../deploy/kubernetes-1.35+/csidriver.yaml")
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := env.Cluster.ApplyDryRun(context.Background(), b); err != nil {
+		if err := env.Cluster.ApplyDryRun(context.Background(), mustRead(t, f)); err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
 		}
 	}
+	newer := mustRead(t, "../../deploy/kubernetes-1.35+/csidriver.yaml")
+	err = env.Cluster.ApplyDryRun(context.Background(), newer)
+	switch minor := serverMinor(t, env); {
+	case minor >= 35 && err != nil:
+		t.Errorf("kubernetes-1.35+/csidriver.yaml on 1.%d: %v", minor, err)
+	case minor < 35 && (err == nil || !strings.Contains(err.Error(), "serviceAccountTokenInSecrets")):
+		t.Errorf("kubernetes-1.35+/csidriver.yaml on 1.%d must be refused for serviceAccountTokenInSecrets, got %v", minor, err)
+	}
+}
+
+// serverMinor is the minor version of the cluster under test.
+func serverMinor(t *testing.T, env *localenv.Env) int {
+	t.Helper()
+	cs, err := env.Cluster.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	minor, err := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	if err != nil {
+		t.Fatalf("server version %+v: %v", v, err)
+	}
+	return minor
 }
 
 // TestHelmChart lints the chart and validates what it renders with the
@@ -57,6 +83,7 @@ func TestHelmChart(t *testing.T) {
 		t.Errorf("the chart's CRDs differ from deploy/crds: run make crds")
 	}
 	env, _ := startFakeEnv(t, 1, nil)
+	cluster := fmt.Sprintf("1.%d.0", serverMinor(t, env))
 	render := func(kube string, sets ...string) (string, error) {
 		args := []string{"template", "kvmount", chartDir, "--namespace", "kube-system", "--kube-version", kube}
 		for _, s := range sets {
@@ -76,7 +103,7 @@ func TestHelmChart(t *testing.T) {
 			[]string{"serviceAccountTokenInSecrets: true", "audience: api://AKSIdentityBinding", "requiresRepublish: false", "--enable-secret-rotation=false",
 				"app.kubernetes.io/name: kvmount", "helm.sh/resource-policy: keep", "virtual-kubelet", "aggregate-to-edit", "image: ghcr.io/kvmount/provider-azure:v0.1.0"},
 			[]string{"secretprovidersyncing-role"}},
-		{"defaults on 1.32", "1.32.0", nil, []string{"tokenRequests:"}, []string{"serviceAccountTokenInSecrets"}},
+		{"defaults on 1.33", "1.33.0", nil, []string{"tokenRequests:"}, []string{"serviceAccountTokenInSecrets"}},
 		{"rotation, sync, logs", "1.37.2", []string{"enableSecretRotation=true", "rotationPollInterval=30s", "syncSecret.enabled=true", "logVerbosity=5", "logFormatJSON=true"},
 			[]string{"requiresRepublish: true", "--rotation-poll-interval=30s", "secretprovidersyncing-role", "- -v=5", "- --log-format-json=true"}, nil},
 		{"images by digest, pull secrets", "1.37.2", []string{"linux.image.digest=sha256:" + strings.Repeat("a", 64), "provider.image.repository=mirror.example/kvmount/provider", "provider.image.tag=v9", "imagePullSecrets[0].name=regcred"},
@@ -101,16 +128,22 @@ func TestHelmChart(t *testing.T) {
 					t.Errorf("rendered chart has %q", n)
 				}
 			}
-			if err := env.Cluster.ApplyDryRun(context.Background(), []byte(out)); err != nil {
-				t.Errorf("server-side dry run: %v", err)
+			// What the chart renders for the cluster under test must
+			// apply on it.
+			onCluster, err := render(cluster, tt.sets...)
+			if err != nil {
+				t.Fatalf("helm template --kube-version %s: %v\n%s", cluster, err, onCluster)
+			}
+			if err := env.Cluster.ApplyDryRun(context.Background(), []byte(onCluster)); err != nil {
+				t.Errorf("server-side dry run on %s: %v", cluster, err)
 			}
 		})
 	}
 	if out, err := render("1.37.2", "windows.enabled=true"); err == nil || !strings.Contains(out, "kvmount builds no Windows images yet") {
 		t.Errorf("windows.enabled=true: %v %s", err, out)
 	}
-	if out, err := render("1.31.0"); err == nil || !strings.Contains(out, "kubeVersion") {
-		t.Errorf("Kubernetes 1.31 is below the tested range and must be refused: %v %s", err, out)
+	if out, err := render("1.32.0"); err == nil || !strings.Contains(out, "kubeVersion") {
+		t.Errorf("Kubernetes 1.32 is below the tested range and must be refused: %v %s", err, out)
 	}
 }
 
@@ -167,7 +200,11 @@ func TestHelmLifecycle(t *testing.T) {
 	}
 
 	// A CSIDriver left by plain manifests: Helm refuses to take it over.
-	if err := env.Cluster.Apply(ctx, mustRead(t, "../../deploy/kubernetes-1.35+/csidriver.yaml")); err != nil {
+	csidriver := "../../deploy/kubernetes-1.35+/csidriver.yaml"
+	if serverMinor(t, env) < 35 {
+		csidriver = "../../deploy/csidriver.yaml"
+	}
+	if err := env.Cluster.Apply(ctx, mustRead(t, csidriver)); err != nil {
 		t.Fatal(err)
 	}
 	out, err := env.Helm(ctx, "install", localenv.ReleaseName, env.ChartDir(), "-n", localenv.ReleaseNamespace, "--values", values).CombinedOutput()

@@ -132,6 +132,30 @@ var (
 	tenantRE = regexp.MustCompile(`^[0-9a-zA-Z][0-9a-zA-Z.-]{0,252}$`)
 )
 
+// checkVaultName refuses what cannot be a key vault's name.
+func checkVaultName(name string) error {
+	if !vaultNameRE.MatchString(name) || strings.Contains(name, "--") {
+		return fmt.Errorf("%q is not a key vault name: use 3-24 letters, digits and hyphens, starting with a letter and ending with a letter or digit (the name, not the URL)", name)
+	}
+	return nil
+}
+
+// VaultOf is the key vault object o is read from.
+func (c Config) VaultOf(o Object) string {
+	if o.Vault != "" {
+		return o.Vault
+	}
+	return c.VaultName
+}
+
+// TenantOf is the tenant of the key vault object o is read from.
+func (c Config) TenantOf(o Object) string {
+	if o.Tenant != "" {
+		return o.Tenant
+	}
+	return c.TenantID
+}
+
 // Parse builds a Config from a Mount request's JSON strings.
 func Parse(attributesJSON, secretsJSON, permission string, d Defaults) (Config, error) {
 	attrs, err := decodeMap("attributes", attributesJSON)
@@ -203,8 +227,8 @@ func (c *Config) parseVault(a, _ map[string]string, _ Defaults) error {
 	if c.VaultName == "" {
 		return &Error{Field: "keyvaultName", Msg: "keyvaultName is not provided: set it to the name of your key vault"}
 	}
-	if !vaultNameRE.MatchString(c.VaultName) || strings.Contains(c.VaultName, "--") {
-		return &Error{Field: "keyvaultName", Msg: fmt.Sprintf("%q is not a key vault name: use 3-24 letters, digits and hyphens, starting with a letter and ending with a letter or digit (the name, not the URL)", c.VaultName)}
+	if err := checkVaultName(c.VaultName); err != nil {
+		return &Error{Field: "keyvaultName", Msg: err.Error()}
 	}
 	c.TenantID = a["tenantID"]
 	if c.TenantID == "" {

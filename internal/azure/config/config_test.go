@@ -129,6 +129,34 @@ func TestParseIdentityModes(t *testing.T) {
 
 const testClientID = "8be41f21-6895-467b-abe5-4bc2261121fe"
 
+// TestParseExtensions: kvmount's own object fields, all opt-in.
+func TestParseExtensions(t *testing.T) {
+	c, err := Parse(attrs(map[string]string{"objects": objects(
+		"objectName: s\nobjectType: secret\noptional: true\noptionalWhenForbidden: \"true\"",
+		"objectName: t\nobjectType: secret\nkeyvaultName: other-kv\ntenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47",
+		"objectName: db\nobjectType: secret\nfilePermission: \"0400\"\njsonFields:\n- path: user\n  objectAlias: db-user\n- path: creds.password\n  objectAlias: pw/db\n  filePermission: \"0440\"")}), "", "", Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.Objects
+	if !o[0].Optional || !o[0].OptionalWhenForbidden || o[1].Optional {
+		t.Errorf("optional: %+v %+v", o[0], o[1])
+	}
+	if c.VaultOf(o[0]) != c.VaultName || c.VaultOf(o[1]) != "other-kv" || c.TenantOf(o[1]) != "72f988bf-86f1-41af-91ab-2d7cd011db47" || c.TenantOf(o[0]) != c.TenantID {
+		t.Errorf("vaults: %+v", o[1])
+	}
+	want := []JSONField{{Path: "user", File: "db-user", Mode: 0o400}, {Path: "creds.password", File: "pw/db", Mode: 0o440}}
+	if len(o[2].JSONFields) != 2 || o[2].JSONFields[0] != want[0] || o[2].JSONFields[1] != want[1] {
+		t.Errorf("json fields %+v", o[2].JSONFields)
+	}
+	if got := strings.Join(o[2].Files(), ","); got != "db,db-user,pw/db" {
+		t.Errorf("files %s", got)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings: %v", c.Warnings)
+	}
+}
+
 func TestCloudEnvFile(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "cloud.json")
 	os.WriteFile(f, []byte(`{"name":"AzureStackCloud","activeDirectoryEndpoint":"https://login.azsim.test","keyVaultEndpoint":"https://vault.azsim.test/","keyVaultDNSSuffix":"vault.azsim.test"}`), 0o600)
@@ -192,6 +220,16 @@ func TestParseRefuses(t *testing.T) {
 			"csi.storage.k8s.io/serviceAccount.tokens": tokensAttr(saToken("x"))}, "", "", "audience api://AKSIdentityBinding"},
 		{"identity binding and VM identity", map[string]string{"useVMManagedIdentity": "true", "useAzureTokenProxy": "true"}, "", "", "only one identity mode"},
 		{"bad driver permission", nil, "", `"abc"`, "is not a number"},
+		{"optional not a boolean", map[string]string{"objects": objects("objectName: s\nobjectType: secret\noptional: maybe")}, "", "", `optional "maybe" is not a boolean`},
+		{"forbidden without optional", map[string]string{"objects": objects("objectName: s\nobjectType: secret\noptionalWhenForbidden: true")}, "", "", "add optional: true"},
+		{"object vault not a name", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nkeyvaultName: https://kv2.vault.azure.net")}, "", "", "is not a key vault name"},
+		{"object tenant", map[string]string{"objects": objects("objectName: s\nobjectType: secret\ntenantId: ../x")}, "", "", "is not a tenant ID"},
+		{"json fields on a key", map[string]string{"objects": objects("objectName: k\nobjectType: key\njsonFields:\n- {path: a, objectAlias: a}")}, "", "", "jsonFields apply to objectType secret only"},
+		{"json field without alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\njsonFields:\n- {path: user}")}, "", "", "objectAlias is required"},
+		{"json field bad path", map[string]string{"objects": objects("objectName: s\nobjectType: secret\njsonFields:\n- {path: 'a[x]', objectAlias: a}")}, "", "", "is not an array index"},
+		{"json field traversal", map[string]string{"objects": objects("objectName: s\nobjectType: secret\njsonFields:\n- {path: a, objectAlias: ../a}")}, "", "", "'..' is not allowed"},
+		{"json field and history", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectVersionHistory: 2\njsonFields:\n- {path: a, objectAlias: a}")}, "", "", "cannot be combined with objectVersionHistory"},
+		{"json field collides", map[string]string{"objects": objects("objectName: s\nobjectType: secret\njsonFields:\n- {path: a, objectAlias: s/a}")}, "", "", "cannot also be a directory"},
 		{"file and directory", map[string]string{"objects": objects("objectName: a\nobjectType: secret", "objectName: b\nobjectType: secret\nobjectAlias: a/b")}, "", "", `but objects[0] (secret/a) writes the file "a"`},
 		{"history dir and alias", map[string]string{"objects": objects("objectName: h\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: h")}, "", "", `so it cannot also be a directory`},
 		{"newline in alias", map[string]string{"objects": objects("objectName: s\nobjectType: secret\nobjectAlias: \"a\\nb\"")}, "", "", "control characters"},

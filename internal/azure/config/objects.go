@@ -48,6 +48,25 @@ type Object struct {
 	// File/0 … File/History-1.
 	History int
 	Mode    os.FileMode
+	// Optional objects that do not exist (or are disabled) leave their
+	// files out instead of failing the mount; OptionalWhenForbidden also
+	// when the identity may not read them.
+	Optional, OptionalWhenForbidden bool
+	// Vault and Tenant are the object's own key vault and its tenant; ""
+	// is the class's.
+	Vault, Tenant string
+	// JSONFields are fields of a JSON-valued secret, each also written
+	// to its own file.
+	JSONFields []JSONField
+}
+
+// JSONField is one field of a JSON secret written to a file of its own.
+type JSONField struct {
+	// Path is the field: keys separated by dots, [n] for array
+	// elements, a backslash before a literal dot or bracket.
+	Path string
+	File string
+	Mode os.FileMode
 }
 
 // ID is the object's ID in the driver's status and rotation: type/name, as
@@ -66,11 +85,24 @@ type rawObject struct {
 	ObjectFormat         string `yaml:"objectFormat"`
 	ObjectVersionHistory int32  `yaml:"objectVersionHistory"`
 	FilePermission       string `yaml:"filePermission"`
+	// kvmount's, opt-in (docs/objects.md).
+	Optional              string         `yaml:"optional"`
+	OptionalWhenForbidden string         `yaml:"optionalWhenForbidden"`
+	KeyvaultName          string         `yaml:"keyvaultName"`
+	TenantID              string         `yaml:"tenantId"`
+	JSONFields            []rawJSONField `yaml:"jsonFields"`
+}
+
+type rawJSONField struct {
+	Path           string `yaml:"path"`
+	ObjectAlias    string `yaml:"objectAlias"`
+	FilePermission string `yaml:"filePermission"`
 }
 
 // objectFields are the known fields of an objects entry, in the order
-// error messages list them.
-var objectFields = []string{"objectName", "objectType", "objectVersion", "objectAlias", "objectEncoding", "objectFormat", "objectVersionHistory", "filePermission"}
+// error messages list them: upstream's, then kvmount's.
+var objectFields = []string{"objectName", "objectType", "objectVersion", "objectAlias", "objectEncoding", "objectFormat", "objectVersionHistory", "filePermission",
+	"optional", "optionalWhenForbidden", "keyvaultName", "tenantId", "jsonFields"}
 
 // decodeYAML decodes one YAML document into v, as upstream's yaml.v3 does
 // (unknown fields ignored), and returns the document's top-level keys
@@ -263,11 +295,88 @@ func (c *Config) parseObject(i int, entry string) (Object, error) {
 		return o, errorf("%v", err)
 	}
 	o.Mode = mode
+	if err := o.parseExtensions(r); err != nil {
+		return o, errorf("%v", err)
+	}
 	return o, nil
 }
 
+// parseExtensions reads kvmount's own object fields: optional, the
+// object's own vault and tenant, JSON fields.
+func (o *Object) parseExtensions(r rawObject) error {
+	var err error
+	if o.Optional, err = objectBool("optional", r.Optional); err != nil {
+		return err
+	}
+	if o.OptionalWhenForbidden, err = objectBool("optionalWhenForbidden", r.OptionalWhenForbidden); err != nil {
+		return err
+	}
+	if o.OptionalWhenForbidden && !o.Optional {
+		return errors.New("optionalWhenForbidden applies to optional objects: add optional: true")
+	}
+	o.Vault, o.Tenant = strings.TrimSpace(r.KeyvaultName), strings.TrimSpace(r.TenantID)
+	if o.Vault != "" {
+		if err := checkVaultName(o.Vault); err != nil {
+			return err
+		}
+	}
+	if o.Tenant != "" && !tenantRE.MatchString(o.Tenant) {
+		return fmt.Errorf("tenantId %q is not a tenant ID (a GUID) or domain", o.Tenant)
+	}
+	return o.parseJSONFields(r.JSONFields)
+}
+
+func (o *Object) parseJSONFields(raw []rawJSONField) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if o.Type != TypeSecret {
+		return fmt.Errorf("jsonFields apply to objectType secret only, not %s", o.Type)
+	}
+	if o.History > 1 {
+		return errors.New("jsonFields cannot be combined with objectVersionHistory: mount the versions or the fields")
+	}
+	if len(raw) > maxJSONFields {
+		return fmt.Errorf("%d jsonFields; the limit is %d per object", len(raw), maxJSONFields)
+	}
+	for i, f := range raw {
+		path, alias := strings.TrimSpace(f.Path), strings.TrimSpace(f.ObjectAlias)
+		if _, err := ParseJSONPath(path); err != nil {
+			return fmt.Errorf("jsonFields[%d]: %w", i, err)
+		}
+		if alias == "" {
+			return fmt.Errorf("jsonFields[%d] (%s): objectAlias is required: the file the field is written to", i, path)
+		}
+		if err := ValidatePath(alias); err != nil {
+			return fmt.Errorf("jsonFields[%d] objectAlias %q: %v", i, alias, err)
+		}
+		mode, err := parseFileMode(strings.TrimSpace(f.FilePermission), o.Mode)
+		if err != nil {
+			return fmt.Errorf("jsonFields[%d]: %v", i, err)
+		}
+		o.JSONFields = append(o.JSONFields, JSONField{Path: path, File: alias, Mode: mode})
+	}
+	return nil
+}
+
+// maxJSONFields bounds one object's jsonFields.
+const maxJSONFields = 100
+
+// objectBool reads an object's boolean field (true, "true", false, …).
+func objectBool(name, v string) (bool, error) {
+	if v = strings.TrimSpace(v); v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s %q is not a boolean: use true or false", name, v)
+	}
+	return b, nil
+}
+
 func trim(r *rawObject) {
-	for _, s := range []*string{&r.ObjectName, &r.ObjectType, &r.ObjectVersion, &r.ObjectAlias, &r.ObjectEncoding, &r.ObjectFormat, &r.FilePermission} {
+	for _, s := range []*string{&r.ObjectName, &r.ObjectType, &r.ObjectVersion, &r.ObjectAlias, &r.ObjectEncoding, &r.ObjectFormat, &r.FilePermission,
+		&r.Optional, &r.OptionalWhenForbidden, &r.KeyvaultName, &r.TenantID} {
 		*s = strings.TrimSpace(*s)
 	}
 }
@@ -312,7 +421,11 @@ func parseFileMode(s string, def os.FileMode) (os.FileMode, error) {
 // .key files of --write-cert-and-key-in-separate-files).
 func (o Object) Files() []string {
 	if o.History <= 1 {
-		return []string{o.File}
+		files := []string{o.File}
+		for _, f := range o.JSONFields {
+			files = append(files, f.File)
+		}
+		return files
 	}
 	files := make([]string, o.History)
 	for i := range files {

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/epoch"
@@ -133,13 +135,18 @@ type File struct {
 // Version is an object version for the driver's status and rotation.
 type Version struct {
 	ID, Version string
+	// Missing says why an optional object has no files (it does not
+	// exist, is disabled, or may not be read); Version is then "".
+	Missing string
 }
 
 // ObjectError is a failure to fetch one object; it wraps the SDK's error.
 type ObjectError struct {
 	Object config.Object
 	Vault  string
-	Err    error
+	// Principal is who the mount read the object's vault as.
+	Principal identity.Principal
+	Err       error
 }
 
 func (e *ObjectError) Error() string {
@@ -191,8 +198,12 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) ([]File, []Version, er
 	var allFiles []File
 	var allVersions []Version
 	for i, o := range req.Objects {
+		if why := skippable(o, errs[i]); why != "" {
+			allVersions = append(allVersions, Version{ID: o.ID(), Missing: why})
+			continue
+		}
 		if errs[i] != nil {
-			me.Objects = append(me.Objects, &ObjectError{Object: o, Vault: req.VaultURL, Err: errs[i]})
+			me.Objects = append(me.Objects, &ObjectError{Object: o, Vault: req.VaultURL, Principal: req.Principal, Err: errs[i]})
 			continue
 		}
 		allFiles = append(allFiles, files[i]...)
@@ -202,6 +213,26 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) ([]File, []Version, er
 		return nil, nil, &me
 	}
 	return allFiles, allVersions, nil
+}
+
+// skippable says why an optional object's failure leaves its files out
+// instead of failing the mount: it does not exist, or is disabled, or
+// (optionalWhenForbidden only) the identity may not read it. Any other
+// failure, and every failure of a required object, gives "".
+func skippable(o config.Object, err error) string {
+	var re *azcore.ResponseError
+	if err == nil || !o.Optional || !errors.As(err, &re) {
+		return ""
+	}
+	switch {
+	case re.StatusCode == http.StatusNotFound:
+		return "it does not exist"
+	case re.StatusCode == http.StatusForbidden && strings.Contains(re.Error(), "is not allowed on a disabled"):
+		return "it is disabled"
+	case re.StatusCode == http.StatusForbidden && o.OptionalWhenForbidden:
+		return "the identity may not read it (optionalWhenForbidden)"
+	}
+	return ""
 }
 
 // object fetches one object: one version, or its history.
@@ -241,6 +272,13 @@ func (f *Fetcher) files(o config.Object, path string, r raw) ([]File, error) {
 		return nil, err
 	}
 	files := []File{{Path: path, Mode: o.Mode, Contents: out.main}}
+	for _, jf := range o.JSONFields {
+		v, err := config.ExtractJSON([]byte(r.Value), jf.Path)
+		if err != nil {
+			return nil, &FormatError{Object: o, Msg: err.Error() + ": fix the jsonFields path or the secret's JSON"}
+		}
+		files = append(files, File{Path: jf.File, Mode: jf.Mode, Contents: v})
+	}
 	if f.opts.SeparateCertKey && out.hasParts {
 		files = append(files, File{Path: path + ".crt", Mode: o.Mode, Contents: out.cert}, File{Path: path + ".key", Mode: o.Mode, Contents: out.key})
 	}

@@ -128,6 +128,11 @@ func objectStatus(oe *keyvault.ObjectError, cfg config.Config, who identity.Prin
 	var fe *keyvault.FormatError
 	var te *keyvault.ThrottledError
 	o := oe.Object
+	if oe.Principal != (identity.Principal{}) {
+		who = oe.Principal
+	}
+	// The object's own vault and tenant (objects may name their own).
+	cfg.VaultName, cfg.TenantID = cfg.VaultOf(o), cfg.TenantOf(o)
 	what := fmt.Sprintf("%s %q", o.Type, o.Name)
 	if o.Version != "" {
 		what += " version " + o.Version

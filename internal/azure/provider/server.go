@@ -7,8 +7,11 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -82,21 +85,94 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	return resp, err
 }
 
-// mount resolves the identity and fetches the objects; republish says the
-// driver sent the volume's current versions (a rotation, which the node
-// cache may serve).
+// mount resolves the identity and fetches the objects, vault by vault;
+// republish says the driver sent the volume's current versions (a
+// rotation, which the node cache may serve).
 func (s *Server) mount(ctx context.Context, cfg config.Config, republish bool) (*v1alpha1.MountResponse, identity.Principal, error) {
-	cred, err := s.opts.Identities.For(cfg)
+	groups := vaultGroups(cfg)
+	results := make([]groupResult, len(groups))
+	if len(groups) == 1 {
+		results[0] = s.fetchGroup(ctx, cfg, groups[0], republish)
+	} else {
+		var wg sync.WaitGroup
+		for i, g := range groups {
+			wg.Go(func() { results[i] = s.fetchGroup(ctx, cfg, g, republish) })
+		}
+		wg.Wait()
+	}
+	var files []keyvault.File
+	var versions []keyvault.Version
+	var me keyvault.MountError
+	for _, r := range results {
+		var gme *keyvault.MountError
+		switch {
+		case errors.As(r.err, &gme):
+			me.Objects = append(me.Objects, gme.Objects...)
+		case r.err != nil:
+			return nil, r.who, r.err
+		}
+		files = append(files, r.files...)
+		versions = append(versions, r.versions...)
+	}
+	who := results[0].who
+	if len(me.Objects) > 0 {
+		return nil, who, &me
+	}
+	if !republish {
+		s.reportMissing(ctx, cfg, versions)
+	}
+	resp, err := response(files, versions)
+	return resp, who, err
+}
+
+// vaultGroup is the objects a mount reads from one vault of one tenant.
+type vaultGroup struct {
+	vault, tenant string
+	objects       []config.Object
+}
+
+// vaultGroups splits the class's objects by vault and tenant, in the
+// class's order (one group unless objects name their own vaults).
+func vaultGroups(cfg config.Config) []vaultGroup {
+	var groups []vaultGroup
+	at := map[string]int{}
+	for _, o := range cfg.Objects {
+		v, t := cfg.VaultOf(o), cfg.TenantOf(o)
+		k := strings.ToLower(v + "|" + t)
+		i, ok := at[k]
+		if !ok {
+			i = len(groups)
+			at[k] = i
+			groups = append(groups, vaultGroup{vault: v, tenant: t})
+		}
+		groups[i].objects = append(groups[i].objects, o)
+	}
+	return groups
+}
+
+type groupResult struct {
+	files    []keyvault.File
+	versions []keyvault.Version
+	who      identity.Principal
+	err      error
+}
+
+// fetchGroup reads one vault's objects with the mount's identity in that
+// vault's tenant.
+func (s *Server) fetchGroup(ctx context.Context, cfg config.Config, g vaultGroup, republish bool) groupResult {
+	gcfg := cfg
+	gcfg.TenantID, gcfg.VaultName = g.tenant, g.vault
+	cred, err := s.opts.Identities.For(gcfg)
 	if err != nil {
-		return nil, identity.Principal{}, err
+		return groupResult{err: err}
 	}
 	// The mount's own identity must yield a token before any cached
 	// object is served to it: the cache is keyed by the principal the
 	// token names, so sharing never widens access.
-	opts := policy.TokenRequestOptions{Scopes: []string{cfg.Cloud.KeyVaultResource + "/.default"}, TenantID: cfg.TenantID}
+	opts := policy.TokenRequestOptions{Scopes: []string{cfg.Cloud.KeyVaultResource + "/.default"}, TenantID: g.tenant}
 	tok, err := cred.GetToken(ctx, opts)
 	if err != nil {
-		return nil, identity.Principal{}, &identityError{mode: cfg.Mode, endpoint: cred.Endpoint, err: err}
+		return groupResult{err: &identityError{mode: cfg.Mode, endpoint: cred.Endpoint, err: err}}
 	}
 	// The SDK asks the mount's credential again when its clients have no
 	// token yet: it gets this one, not a second NMI or IMDS round trip.
@@ -105,13 +181,23 @@ func (s *Server) mount(ctx context.Context, cfg config.Config, republish bool) (
 	if !ok {
 		who = identity.Principal{ObjectID: "credential:" + cred.Key}
 	}
-	files, versions, err := s.opts.Fetcher.Fetch(ctx, keyvault.Request{VaultURL: cfg.Cloud.VaultURL(cfg.VaultName), Cred: cred, Principal: who,
-		Objects: cfg.Objects, Republish: republish})
-	if err != nil {
-		return nil, who, err
+	files, versions, err := s.opts.Fetcher.Fetch(ctx, keyvault.Request{VaultURL: cfg.Cloud.VaultURL(g.vault), Cred: cred, Principal: who,
+		Objects: g.objects, Republish: republish})
+	return groupResult{files: files, versions: versions, who: who, err: err}
+}
+
+// reportMissing tells the pod which optional objects were left out and
+// why, once per first mount; a rotation writes them when they appear.
+func (s *Server) reportMissing(ctx context.Context, cfg config.Config, versions []keyvault.Version) {
+	pod := events.Pod{Name: cfg.Pod.Name, Namespace: cfg.Pod.Namespace, UID: cfg.Pod.UID}
+	for _, v := range versions {
+		if v.Missing == "" {
+			continue
+		}
+		msg := fmt.Sprintf("optional object %s is not mounted: %s; its file appears when it can be read (rotation)", v.ID, v.Missing)
+		s.opts.Logger.Info("optional object missing", "pod", pod.Namespace+"/"+pod.Name, "object", v.ID, "why", v.Missing)
+		go s.opts.Events.Record(context.WithoutCancel(ctx), pod, events.Warning, "OptionalObjectMissing", msg)
 	}
-	resp, err := response(files, versions)
-	return resp, who, err
 }
 
 // warn tells the pod what its class does that upstream accepts but is

@@ -1,0 +1,79 @@
+package classcheck
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // "line severity substring"
+	}{
+		{"testdata/good.yaml", nil},
+		{"testdata/mistakes.yaml", []string{
+			"8 error parameters.usePodIdentity is a bool",
+			"25 warning did you mean objectVersion?",
+			"29 error '..' is not allowed",
+			"39 error set csi.readOnly: true",
+			"39 warning volumeAttributes keyvaultName are ignored",
+			"39 error is in namespace apps, the pod in default",
+		}},
+		{"testdata/workload-identity.yaml", []string{
+			"19 error add tokenRequests: [{audience: api://AzureADTokenExchange}]",
+			"34 error give the volume a nodePublishSecretRef",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			docs, err := Read([]string{tt.file}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := Check(docs)
+			var errs []Finding
+			for _, f := range got {
+				if f.Severity != Info {
+					errs = append(errs, f)
+				}
+			}
+			if len(errs) != len(tt.want) {
+				t.Fatalf("got %d findings, want %d:\n%s", len(errs), len(tt.want), join(got))
+			}
+			for i, w := range tt.want {
+				parts := strings.SplitN(w, " ", 3)
+				f := errs[i]
+				if itoa(f.Line) != parts[0] || string(f.Severity) != parts[1] || !strings.Contains(f.Message, parts[2]) {
+					t.Errorf("finding %d: %s, want %s", i, f, w)
+				}
+			}
+			if Failed(got) != (len(tt.want) > 0 && strings.Contains(strings.Join(tt.want, " "), "error")) {
+				t.Errorf("Failed() = %v", Failed(got))
+			}
+		})
+	}
+}
+
+func join(fs []Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString(f.String() + "\n")
+	}
+	return b.String()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// FuzzCheck: any manifest text is read and checked without a panic.
+func FuzzCheck(f *testing.F) {
+	f.Add([]byte("kind: SecretProviderClass\napiVersion: secrets-store.csi.x-k8s.io/v1\nspec: {provider: azure, parameters: {objects: 'array: [1]'}}"))
+	f.Add([]byte("kind: Pod\nspec: {volumes: [{csi: {driver: secrets-store.csi.k8s.io}}]}\n---\nkind: CronJob\nspec: 3"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		docs, err := parse("fuzz.yaml", data)
+		if err != nil {
+			return
+		}
+		_ = Check(docs)
+	})
+}
