@@ -28,6 +28,8 @@ Usage:
   kvmount bench provider --endpoint unix:///…/azure.sock (--request FILE | --class SPC --pod POD)
                          [-c N] [-d 10s | -n N] [--azsim-data-dir DIR --vault NAME]
                                                           load a provider socket and report latency
+  kvmount bench cluster [--nodes N] [--pods P] [--classes C] [--identities I] [--objects O] [--polls R] [-o json]
+                                                          what N nodes cost the API server, Key Vault and token issuance
 `
 
 // errUsage marks errors whose fix is reading the usage text.
@@ -68,6 +70,9 @@ func run(ctx context.Context, args []string) error {
 	case "check":
 		return check(args[1:], os.Stdin, os.Stdout)
 	case "bench":
+		if len(args) >= 2 && args[1] == "cluster" {
+			return benchCluster(ctx, args[2:], os.Stdout)
+		}
 		if len(args) < 2 || args[1] != "provider" {
 			if wantsHelp(args[1:]) {
 				fmt.Print(usage)

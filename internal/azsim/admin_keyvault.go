@@ -26,6 +26,7 @@ func init() {
 	register("keyvault certificate import", certificateImport)
 	register("keyvault certificate create", certificateCreate)
 	register("keyvault stats", keyvaultStats)
+	register("token stats", func(_ context.Context, s *Server, _ struct{}) (any, error) { return s.TokenStats(), nil })
 }
 
 // VaultArgs names or creates a key vault.

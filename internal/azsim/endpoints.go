@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"kvmount.dev/kvmount/internal/azsim/imds"
@@ -189,10 +190,46 @@ func (s *Server) ensureEndpoint(key string, h http.Handler) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.countTokens(key, h), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	s.endpoints[key] = &endpoint{url: "http://" + ln.Addr().String(), http: srv}
 	return nil
+}
+
+// countTokens counts the token requests a machine's IMDS or a node's NMI
+// answers (TokenStats).
+func (s *Server) countTokens(key string, h http.Handler) http.Handler {
+	var n *atomic.Uint64
+	switch kind, _, _ := strings.Cut(key, ":"); kind {
+	case "imds":
+		n = &s.tokens.imds
+	case "nmi":
+		n = &s.tokens.nmi
+	default:
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "token") {
+			n.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TokenStats are the token requests azsim has answered since it started:
+// Entra ID's token endpoint, every IMDS, every NMI, AKS's token proxy.
+type TokenStats struct {
+	Entra uint64 `json:"entra"`
+	IMDS  uint64 `json:"imds"`
+	NMI   uint64 `json:"nmi"`
+	Proxy uint64 `json:"tokenProxy"`
+}
+
+type tokenCounters struct{ entra, imds, nmi, proxy atomic.Uint64 }
+
+// TokenStats reads the counters.
+func (s *Server) TokenStats() TokenStats {
+	return TokenStats{Entra: s.tokens.entra.Load(), IMDS: s.tokens.imds.Load(), NMI: s.tokens.nmi.Load(), Proxy: s.tokens.proxy.Load()}
 }
 
 // listenKept listens on the port key had before, or a new one it records.

@@ -217,6 +217,9 @@ func (s *Server) tokenProxyHandler(ent *entra.Handler) http.Handler {
 	h := ent.WithClientAuth(s.identityBindingAuth)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Debug("token proxy request", "sni", r.TLS.ServerName, "method", r.Method, "path", r.URL.Path)
+		if r.Method == http.MethodPost {
+			s.tokens.proxy.Add(1)
+		}
 		h.ServeHTTP(w, r)
 	})
 }

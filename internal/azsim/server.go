@@ -93,6 +93,7 @@ type Server struct {
 	endpoints map[string]*endpoint
 
 	ent        *entra.Handler
+	tokens     tokenCounters
 	kubeOnce   sync.Once
 	kubeClient dynamic.Interface
 	kubeErr    error
@@ -254,6 +255,9 @@ func (s *Server) route(ent http.Handler) http.Handler {
 		}
 		switch {
 		case strings.EqualFold(host, LoginHost):
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token") {
+				s.tokens.entra.Add(1)
+			}
 			ent.ServeHTTP(w, r)
 		case strings.EqualFold(host, ManagementHost):
 			s.serveAdmin(w, r)

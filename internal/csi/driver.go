@@ -69,6 +69,9 @@ type volume struct {
 	lastSuccess time.Time
 	versions    map[string]string
 	statusDone  bool
+	// statusRV is the resource version of the status object this driver
+	// last wrote.
+	statusRV string
 	// warnedAttrs: the pod was told once that its extra volumeAttributes
 	// are ignored.
 	warnedAttrs bool

@@ -177,10 +177,11 @@ func (d *Driver) afterWrite(ctx context.Context, m mountRequest, spc *v1.SecretP
 	versionsChanged := !sameVersions(v.versions, versions)
 	v.lastSuccess, v.versions = d.cfg.Now(), versions
 	if versionsChanged || !v.statusDone {
-		if err := d.writeStatus(ctx, m, versions); err != nil {
+		rv, err := d.writeStatus(ctx, m, versions, v.statusRV)
+		if err != nil {
 			d.cfg.Logger.Warn("pod status not recorded", "pod", m.pod.namespace+"/"+m.pod.name, "err", err)
 		} else {
-			v.statusDone = true
+			v.statusDone, v.statusRV = true, rv
 		}
 	}
 	if len(spc.Spec.SecretObjects) > 0 && (out.changed || !out.remount) {

@@ -31,8 +31,9 @@ func podUID(m mountRequest) types.UID { return types.UID(m.pod.uid) }
 
 // writeStatus creates or updates the pod's SecretProviderClassPodStatus:
 // owned by the pod (so it goes with it), labelled with the node, holding
-// the mounted object versions sorted by ID.
-func (d *Driver) writeStatus(ctx context.Context, m mountRequest, versions map[string]string) error {
+// the mounted object versions sorted by ID. rv is the resource version of
+// this driver's last write of it ("" for none); the new one is returned.
+func (d *Driver) writeStatus(ctx context.Context, m mountRequest, versions map[string]string, rv string) (string, error) {
 	st := v1.SecretProviderClassPodStatus{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1.Group + "/" + v1.Version, Kind: "SecretProviderClassPodStatus"},
 		ObjectMeta: metav1.ObjectMeta{Name: statusName(m), Namespace: m.pod.namespace,
@@ -46,19 +47,39 @@ func (d *Driver) writeStatus(ctx context.Context, m mountRequest, versions map[s
 	sort.Slice(st.Status.Objects, func(i, j int) bool { return st.Status.Objects[i].ID < st.Status.Objects[j].ID })
 	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
 	if err != nil {
-		return err
+		return "", err
 	}
 	ri := d.cfg.Dynamic.Resource(v1.SecretProviderClassPodStatusResource).Namespace(m.pod.namespace)
-	_, err = ri.Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{})
+	// One request per write in the common case: a first mount creates the
+	// object; a rotation updates it at the resource version this driver's
+	// last write returned. Only when that fails (the driver restarted, or
+	// someone else changed it) is it read first.
+	next := &unstructured.Unstructured{Object: obj}
+	if rv != "" {
+		next.SetResourceVersion(rv)
+		out, err := ri.Update(ctx, next, metav1.UpdateOptions{})
+		if err == nil {
+			return out.GetResourceVersion(), nil
+		}
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return "", err
+		}
+		next.SetResourceVersion("")
+	}
+	out, err := ri.Create(ctx, next, metav1.CreateOptions{})
+	if err == nil {
+		return out.GetResourceVersion(), nil
+	}
 	if !apierrors.IsAlreadyExists(err) {
-		return err
+		return "", err
 	}
 	cur, err := ri.Get(ctx, st.Name, metav1.GetOptions{})
 	if err != nil {
-		return err
+		return "", err
 	}
-	next := &unstructured.Unstructured{Object: obj}
 	next.SetResourceVersion(cur.GetResourceVersion())
-	_, err = ri.Update(ctx, next, metav1.UpdateOptions{})
-	return err
+	if out, err = ri.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+		return "", err
+	}
+	return out.GetResourceVersion(), nil
 }

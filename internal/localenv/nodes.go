@@ -171,7 +171,7 @@ func (e *Env) waitRegistered(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
 	for _, n := range e.Nodes {
 		for {
