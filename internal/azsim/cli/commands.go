@@ -85,7 +85,7 @@ var commands = map[string][]flagSpec{
 	"keyvault key import":         {vault, name, f("--pem-file", "pem", fileText), f("--ops", "ops", list), f("--protection", "", ignored)},
 	"keyvault certificate import": {vault, name, f("--file,-f", "file", fileCert), f("--password", "password", str), f("--policy,-p", "policy", jsonValue)},
 	"keyvault certificate create": {vault, name, f("--policy,-p", "policy", jsonValue)},
-	"token stats": {},
+	"token stats":                 {},
 	"keyvault stats":              {name, f("--reset", "reset", boolean)},
 }
 
