@@ -20,10 +20,39 @@ import (
 // succeed.
 func TestHelpEverywhere(t *testing.T) {
 	for _, args := range [][]string{{"up", "--help"}, {"up", "-h"}, {"demo", "--help"}, {"files", "--help"}, {"files", "ns/p", "--help"},
-		{"bench", "provider", "--help"}, {"bench", "--help"}, {"--help"}, {"help"}} {
+		{"bench", "provider", "--help"}, {"bench", "--help"}, {"bench", "cluster", "--help"}, {"check", "--help"},
+		{"run", "--help"}, {"run", "-h"}, {"run", "--dir", "/nonexistent", "--help"}, {"--help"}, {"help"}} {
 		err := run(context.Background(), args)
 		if err != nil && !errors.Is(err, errHelp) {
 			t.Errorf("kvmount %s: %v", strings.Join(args, " "), err)
+		}
+	}
+}
+
+// TestRunArgs: kvmount run's own flags stop at "--" or at the command,
+// whose flags are passed on untouched.
+func TestRunArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		cmd     []string
+		dir     string
+		wantErr bool
+	}{
+		{args: []string{"--", "kubectl", "get", "pods"}, cmd: []string{"kubectl", "get", "pods"}, dir: "/var/lib/kvmount/env"},
+		{args: []string{"--dir", "/d", "--", "kubectl", "-n", "x"}, cmd: []string{"kubectl", "-n", "x"}, dir: "/d"},
+		{args: []string{"--dir=/d", "azsim", "--help"}, cmd: []string{"azsim", "--help"}, dir: "/d"},
+		{args: []string{"kubectl", "--dir", "/e"}, cmd: []string{"kubectl", "--dir", "/e"}, dir: "/var/lib/kvmount/env"},
+		{args: []string{"--dir", "/d"}, wantErr: true},
+		{args: []string{"--"}, wantErr: true},
+		{args: []string{"--bogus", "--", "ls"}, wantErr: true},
+	} {
+		cmd, dir, err := runArgs(tc.args, io.Discard)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%q: error %v, want error %v", tc.args, err, tc.wantErr)
+			continue
+		}
+		if err == nil && (strings.Join(cmd, " ") != strings.Join(tc.cmd, " ") || dir != tc.dir) {
+			t.Errorf("%q: command %q in %s, want %q in %s", tc.args, cmd, dir, tc.cmd, tc.dir)
 		}
 	}
 }

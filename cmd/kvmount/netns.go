@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,15 +57,9 @@ func isolate(runtime localcluster.Runtime) error {
 // environment's network namespace, with KUBECONFIG and AZSIM_DATA_DIR set
 // and bin/ first on PATH, so that kubectl and azsim reach it.
 func runIn(args []string) error {
-	dir := "/var/lib/kvmount/env"
-	if len(args) >= 2 && args[0] == "--dir" {
-		dir, args = args[1], args[2:]
-	}
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
-	}
-	if len(args) == 0 {
-		return fmt.Errorf("%w: kvmount run [--dir DIR] -- COMMAND [ARGS...]", errUsage)
+	args, dir, err := runArgs(args, os.Stdout)
+	if err != nil {
+		return err
 	}
 	st, err := localenv.ReadState(dir)
 	if err != nil {
@@ -86,6 +82,28 @@ func runIn(args []string) error {
 		os.Exit(exit.ExitCode())
 	}
 	return err
+}
+
+// runArgs parses `[--dir DIR] [--] COMMAND [ARGS...]`: flags stop at "--"
+// or at the command, so the command's own flags are left alone.
+func runArgs(args []string, out io.Writer) ([]string, string, error) {
+	const synopsis = "kvmount run [--dir DIR] -- COMMAND [ARGS...]"
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	dir := fs.String("dir", "/var/lib/kvmount/env", "the environment's directory")
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		printVerbUsage(out, fs, synopsis)
+		return nil, "", errHelp
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() == 0 {
+		return nil, "", fmt.Errorf("%w: %s", errUsage, synopsis)
+	}
+	return fs.Args(), *dir, nil
 }
 
 // envPID is the process holding the environment's lock, if it runs.
