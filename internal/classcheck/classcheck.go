@@ -258,12 +258,13 @@ func (c *checker) checkClass(k *class) {
 	}
 	defer req.cleanup()
 	cfg, err := config.Parse(req.Attributes, req.Secrets, "", config.Defaults{})
-	var ce *config.Error
-	switch {
-	case errors.As(err, &ce):
-		c.add(d, d.classLine(ce.Field, ce.Object), Error, "SecretProviderClass", ns, name, "%s", strings.TrimPrefix(ce.Error(), "SecretProviderClass "))
-	case err != nil:
-		c.add(d, d.line("spec", "parameters"), Error, "SecretProviderClass", ns, name, "%v", err)
+	for _, err := range config.Split(err) {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			c.add(d, d.classLine(ce.Field, ce.Object), Error, "SecretProviderClass", ns, name, "%s", strings.TrimPrefix(ce.Error(), "SecretProviderClass "))
+		} else {
+			c.add(d, d.line("spec", "parameters"), Error, "SecretProviderClass", ns, name, "%v", err)
+		}
 	}
 	for _, w := range cfg.Warnings {
 		c.add(d, d.classLine("objects", w.Object), Warning, "SecretProviderClass", ns, name, "%s", strings.TrimPrefix(w.String(), "SecretProviderClass: "))

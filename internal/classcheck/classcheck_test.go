@@ -20,6 +20,11 @@ func TestCheck(t *testing.T) {
 			"39 warning volumeAttributes keyvaultName are ignored",
 			"39 error is in namespace apps, the pod in default",
 		}},
+		{"testdata/several.yaml", []string{
+			"11 error is not a key vault name",
+			"16 error is not one of secret, key, cert",
+			"19 error absolute paths are not allowed",
+		}},
 		{"testdata/workload-identity.yaml", []string{
 			"19 error add tokenRequests: [{audience: api://AzureADTokenExchange}]",
 			"34 error give the volume a nodePublishSecretRef",

@@ -11,6 +11,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -170,13 +171,76 @@ func Parse(attributesJSON, secretsJSON, permission string, d Defaults) (Config, 
 	if c.DefaultMode, err = parseDefaultMode(permission); err != nil {
 		return c, err
 	}
+	// The steps read different parameters, so each runs even when an
+	// earlier one failed: the user sees every problem in one round trip.
+	var errs Errors
 	steps := []func(map[string]string, map[string]string, Defaults) error{c.parsePod, c.parseVault, c.parseCloud, c.parseIdentity, c.parseObjects}
 	for _, step := range steps {
-		if err := step(attrs, secrets, d); err != nil {
-			return c, err
+		errs = errs.add(step(attrs, secrets, d))
+	}
+	return c, errs.err()
+}
+
+// Errors are several problems of one class, in the order its parameters
+// are read. errors.As finds the first *Error in it.
+type Errors []error
+
+// maxListed bounds the message: a class of a thousand broken objects
+// still gives an Event a person can read.
+const maxListed = 10
+
+func (es Errors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "SecretProviderClass has %d problems:", len(es))
+	for i, e := range es {
+		if i == maxListed {
+			fmt.Fprintf(&b, " (and %d more)", len(es)-maxListed)
+			break
+		}
+		fmt.Fprintf(&b, " (%d) %s", i+1, strings.TrimPrefix(e.Error(), "SecretProviderClass "))
+		if i < len(es)-1 && i < maxListed-1 {
+			b.WriteByte(';')
 		}
 	}
-	return c, nil
+	return b.String()
+}
+
+// Unwrap gives errors.As and errors.Is every problem.
+func (es Errors) Unwrap() []error { return es }
+
+// add appends err, flattening another Errors; nil is nothing.
+func (es Errors) add(err error) Errors {
+	var more Errors
+	switch {
+	case err == nil:
+		return es
+	case errors.As(err, &more):
+		return append(es, more...)
+	}
+	return append(es, err)
+}
+
+// Split is Parse's error as the problems it holds: none, one, or several.
+func Split(err error) []error {
+	var es Errors
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &es):
+		return es
+	}
+	return []error{err}
+}
+
+// err is nil, the one error, or all of them.
+func (es Errors) err() error {
+	switch len(es) {
+	case 0:
+		return nil
+	case 1:
+		return es[0]
+	}
+	return es
 }
 
 // decodeMap reads a JSON object of strings; every value is trimmed of

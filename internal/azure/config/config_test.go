@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,6 +252,51 @@ func TestParseRefuses(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.wantPart)
 			}
 		})
+	}
+}
+
+// TestParseListsEveryProblem: a class with several mistakes gets them all
+// in one error, in parameter order, so a user fixes them in one round
+// trip; errors.As still finds the first, and the message stays bounded.
+func TestParseListsEveryProblem(t *testing.T) {
+	var many []string
+	for i := range 25 {
+		many = append(many, fmt.Sprintf("objectName: s%d\nobjectType: nope", i))
+	}
+	tests := []struct {
+		name  string
+		attrs map[string]string
+		want  []string
+	}{
+		{"vault and objects", map[string]string{"keyvaultName": "k", "objects": objects("objectName: s\nobjectType: secret\nobjectAlias: ../x", "objectName: my_s\nobjectType: secret")},
+			[]string{"keyvaultName", "'..' is not allowed", "is not a Key Vault object name"}},
+		{"tenant, identity, cloud", map[string]string{"tenantId": "", "userAssignedIdentityID": "my-identity", "cloudName": "AzureMoonCloud"},
+			[]string{"tenantId is not provided", "is not a known cloud", "neither a client ID"}},
+		{"bounded", map[string]string{"objects": objects(many...)},
+			[]string{"objects[0 s0]", "objects[9 s9]", "(and 15 more)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(attrs(tt.attrs), "", "", Defaults{})
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want a *config.Error inside", err)
+			}
+			msg, at := err.Error(), 0
+			for _, w := range tt.want {
+				i := strings.Index(msg[at:], w)
+				if i < 0 {
+					t.Fatalf("error %q lacks %q (after byte %d)", msg, w, at)
+				}
+				at += i + len(w)
+			}
+			if len(Split(err)) < len(tt.want) || len(msg) > 4096 {
+				t.Errorf("Split gives %d problems, message %d bytes", len(Split(err)), len(msg))
+			}
+		})
+	}
+	if Split(nil) != nil {
+		t.Error("Split(nil) is not empty")
 	}
 }
 

@@ -199,12 +199,18 @@ func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
 	if len(arr.Array) > maxObjects {
 		return &Error{Field: "objects", Msg: fmt.Sprintf("%d objects; the limit is %d per class", len(arr.Array), maxObjects)}
 	}
+	var errs Errors
 	for i, entry := range arr.Array {
 		o, err := c.parseObject(i, entry)
-		if err != nil {
-			return err
+		errs = errs.add(err)
+		if len(errs) == 0 {
+			c.Objects = append(c.Objects, o)
 		}
-		c.Objects = append(c.Objects, o)
+	}
+	if len(errs) > 0 {
+		// Which files collide is only known once every object parses.
+		c.Objects = nil
+		return errs.err()
 	}
 	return c.checkFiles()
 }

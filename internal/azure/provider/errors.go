@@ -38,10 +38,13 @@ func (e *identityError) Unwrap() error { return e.err }
 // bodies hold none, and object contents never enter an error.
 func toStatus(err error, cfg config.Config, who identity.Principal) error {
 	var ce *config.Error
+	var ces config.Errors
 	var ie *identityError
 	var me *keyvault.MountError
 	var oe *keyvault.ObjectError
 	switch {
+	case errors.As(err, &ces):
+		return status.Error(codes.InvalidArgument, ces.Error())
 	case errors.As(err, &ce):
 		return status.Error(codes.InvalidArgument, ce.Error())
 	case errors.As(err, &ie):

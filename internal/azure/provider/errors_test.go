@@ -43,6 +43,10 @@ func TestBadInputs(t *testing.T) {
 		{"unknown type", obj("objectName: secret1\nobjectType: configmap"), creds, codes.InvalidArgument, []string{"not one of secret, key, cert"}},
 		{"bad vault name", set("keyvaultName", "kv_1"), creds, codes.InvalidArgument, []string{"keyvaultName", "not a key vault name"}},
 		{"missing tenant", set("tenantId", ""), creds, codes.InvalidArgument, []string{"tenantId is not provided"}},
+		{"several mistakes", func(p params) {
+			p["keyvaultName"] = "kv_1"
+			p["objects"] = objectsYAML("objectName: secret1\nobjectType: secrets", "objectName: s2\nobjectType: secret\nobjectAlias: /etc/shadow")
+		}, creds, codes.InvalidArgument, []string{"3 problems", "(1) parameter keyvaultName", "(2) objects[0 secret1]", "(3) objects[1 s2]", "absolute paths"}},
 		{"conflicting modes", func(p params) { p["usePodIdentity"], p["useVMManagedIdentity"] = "true", "true" }, creds, codes.InvalidArgument, []string{"only one identity mode"}},
 		{"oversized objects", set("objects", "array:\n"+strings.Repeat("  - |\n    objectName: s\n", 20000)), creds, codes.InvalidArgument, []string{"the limit is"}},
 		{"too many history versions", obj("objectName: secret1\nobjectType: secret\nobjectVersionHistory: 1001"), creds, codes.InvalidArgument, []string{"more than 1000 versions"}},
