@@ -2,8 +2,11 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 )
 
@@ -61,15 +64,39 @@ func cloudFromFile(path string) (Cloud, error) {
 	if err != nil {
 		return Cloud{}, &Error{Field: "cloudEnvFileName", Msg: fmt.Sprintf("read cloud environment file %s: %v; mount it into the provider's pod", path, err)}
 	}
+	c, err := decodeEnvFile(data)
+	if err != nil {
+		return Cloud{}, &Error{Field: "cloudEnvFileName", Msg: fmt.Sprintf("cloud environment file %s: %v", path, err)}
+	}
+	return c, nil
+}
+
+// dnsSuffixRE is a DNS name, with a port for local clouds.
+var dnsSuffixRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*(:[0-9]{1,5})?$`)
+
+// decodeEnvFile reads an environment file's JSON. Its values become the
+// URLs the provider sends credentials to, so each must be what it claims:
+// an absolute http(s) URL, and a DNS suffix that makes a vault's host and
+// nothing else (upstream takes any string).
+func decodeEnvFile(data []byte) (Cloud, error) {
 	var e envFile
 	if err := json.Unmarshal(data, &e); err != nil {
-		return Cloud{}, &Error{Field: "cloudEnvFileName", Msg: fmt.Sprintf("cloud environment file %s is not valid JSON: %v", path, err)}
+		return Cloud{}, fmt.Errorf("not valid JSON: %w", err)
 	}
 	if e.ActiveDirectoryEndpoint == "" || e.KeyVaultEndpoint == "" || e.KeyVaultDNSSuffix == "" {
-		return Cloud{}, &Error{Field: "cloudEnvFileName", Msg: fmt.Sprintf("cloud environment file %s must set activeDirectoryEndpoint, keyVaultEndpoint and keyVaultDNSSuffix", path)}
+		return Cloud{}, errors.New("must set activeDirectoryEndpoint, keyVaultEndpoint and keyVaultDNSSuffix")
+	}
+	for _, f := range []struct{ name, v string }{{"activeDirectoryEndpoint", e.ActiveDirectoryEndpoint}, {"keyVaultEndpoint", e.KeyVaultEndpoint}} {
+		if u, err := url.Parse(f.v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return Cloud{}, fmt.Errorf("%s %q is not an http(s) URL such as https://login.example.com/", f.name, f.v)
+		}
+	}
+	suffix := strings.Trim(e.KeyVaultDNSSuffix, ".")
+	if len(suffix) > 253 || !dnsSuffixRE.MatchString(suffix) {
+		return Cloud{}, fmt.Errorf("keyVaultDNSSuffix %q is not a DNS name such as vault.local.azurestack.external", e.KeyVaultDNSSuffix)
 	}
 	return Cloud{Name: "AzureStackCloud", AuthorityHost: strings.TrimSuffix(e.ActiveDirectoryEndpoint, "/") + "/",
-		KeyVaultResource: strings.TrimSuffix(e.KeyVaultEndpoint, "/"), KeyVaultDNSSuffix: strings.Trim(e.KeyVaultDNSSuffix, ".")}, nil
+		KeyVaultResource: strings.TrimSuffix(e.KeyVaultEndpoint, "/"), KeyVaultDNSSuffix: suffix}, nil
 }
 
 // VaultURL is the URL of a vault in this cloud.

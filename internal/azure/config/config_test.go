@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,6 +173,48 @@ func TestCloudEnvFile(t *testing.T) {
 	if err != nil || c.Cloud.KeyVaultDNSSuffix != "vault.azsim.test" {
 		t.Errorf("provider defaults not used: %+v %v", c.Cloud, err)
 	}
+}
+
+// TestEnvFileRefuses: an environment file's values are the URLs the
+// provider sends credentials to; each must be what it claims.
+func TestEnvFileRefuses(t *testing.T) {
+	const good = `{"activeDirectoryEndpoint":"https://login.x/","keyVaultEndpoint":"https://vault.x","keyVaultDNSSuffix":"vault.x"}`
+	if _, err := decodeEnvFile([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ file, want string }{
+		{`{"activeDirectoryEndpoint":"login.x","keyVaultEndpoint":"https://vault.x","keyVaultDNSSuffix":"vault.x"}`, "activeDirectoryEndpoint"},
+		{`{"activeDirectoryEndpoint":"ftp://login.x/","keyVaultEndpoint":"https://vault.x","keyVaultDNSSuffix":"vault.x"}`, "activeDirectoryEndpoint"},
+		{`{"activeDirectoryEndpoint":"https://login.x/","keyVaultEndpoint":"https://u:p@vault.x","keyVaultDNSSuffix":"vault.x"}`, "keyVaultEndpoint"},
+		{`{"activeDirectoryEndpoint":"https://login.x/","keyVaultEndpoint":"https://vault.x","keyVaultDNSSuffix":"evil.example/steal?x="}`, "keyVaultDNSSuffix"},
+		{`{"activeDirectoryEndpoint":"https://login.x/","keyVaultEndpoint":"https://vault.x","keyVaultDNSSuffix":"a@b"}`, "keyVaultDNSSuffix"},
+		{`{"activeDirectoryEndpoint":"https://login.x/","keyVaultEndpoint":"https://vault.x"}`, "must set"},
+		{`[1]`, "not valid JSON"},
+	} {
+		if _, err := decodeEnvFile([]byte(tt.file)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error naming %s", tt.file, err, tt.want)
+		}
+	}
+}
+
+// FuzzEnvFile: whatever an environment file holds, an accepted one builds
+// vault URLs whose host is the vault's and authority URLs that parse.
+func FuzzEnvFile(f *testing.F) {
+	f.Add([]byte(`{"activeDirectoryEndpoint":"https://login.x/","keyVaultEndpoint":"https://vault.x","keyVaultDNSSuffix":"vault.x"}`))
+	f.Add([]byte(`{"activeDirectoryEndpoint":"http://127.0.0.1:8443","keyVaultEndpoint":"https://v","keyVaultDNSSuffix":".v.local:8443."}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := decodeEnvFile(data)
+		if err != nil {
+			return
+		}
+		u, err := url.Parse(c.VaultURL("kv1"))
+		if err != nil || u.Host != "kv1."+c.KeyVaultDNSSuffix || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			t.Fatalf("suffix %q makes vault URL %q", c.KeyVaultDNSSuffix, c.VaultURL("kv1"))
+		}
+		if a, err := url.Parse(c.AuthorityHost); err != nil || a.Host == "" {
+			t.Fatalf("authority %q", c.AuthorityHost)
+		}
+	})
 }
 
 // TestParseRefuses is the bad-input table: every row is refused with an

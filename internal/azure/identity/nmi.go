@@ -72,13 +72,20 @@ func (c *nmiCredential) fetch(ctx context.Context, resource string) (azcore.Acce
 	if resp.StatusCode != http.StatusOK {
 		return azcore.AccessToken{}, &NMIError{Status: resp.StatusCode, Body: strings.TrimSpace(string(body)), Pod: c.pod}
 	}
+	return parseNMIResponse(body, time.Now())
+}
+
+// parseNMIResponse reads /host/token/'s answer. A token whose expiry is
+// missing (or beyond int64) counts as already expired: it serves this
+// mount only.
+func parseNMIResponse(body []byte, now time.Time) (azcore.AccessToken, error) {
 	var r nmiResponse
 	if err := json.Unmarshal(body, &r); err != nil || r.Token.AccessToken == "" || r.ClientID == "" {
 		return azcore.AccessToken{}, fmt.Errorf("pod identity: NMI did not return expected values in response: token and clientid")
 	}
 	exp, err := strconv.ParseInt(r.Token.ExpiresOn.String(), 10, 64)
 	if err != nil {
-		exp = time.Now().Add(-time.Hour).Unix() // unknown expiry: use once
+		exp = now.Add(-time.Hour).Unix()
 	}
 	return azcore.AccessToken{Token: r.Token.AccessToken, ExpiresOn: time.Unix(exp, 0)}, nil
 }

@@ -45,6 +45,10 @@ func TestRetryAfter(t *testing.T) {
 		{"X-Ms-Retry-After-Ms", "250", 250 * time.Millisecond},
 		{"Retry-After", "soon", defaultRetryAfter},
 		{"", "", defaultRetryAfter},
+		{"Retry-After", "86400", maxRetryAfter},
+		{"Retry-After", "9223372036854775807", maxRetryAfter},
+		{"Retry-After-Ms", "9223372036854775", maxRetryAfter},
+		{"Retry-After", now.Add(48 * time.Hour).UTC().Format(http.TimeFormat), maxRetryAfter},
 	}
 	for _, tt := range tests {
 		resp := &http.Response{Header: http.Header{}}
@@ -55,6 +59,23 @@ func TestRetryAfter(t *testing.T) {
 			t.Errorf("%s: %s → %s, want %s", tt.header, tt.value, got, tt.want)
 		}
 	}
+}
+
+// FuzzRetryAfter: whatever the headers say, the delay is positive and at
+// most maxRetryAfter.
+func FuzzRetryAfter(f *testing.F) {
+	f.Add("30", "", "")
+	f.Add("Wed, 21 Oct 2015 07:28:00 GMT", "1500", "")
+	f.Add("", "", "9223372036854775807")
+	f.Fuzz(func(t *testing.T, ra, ms, xms string) {
+		resp := &http.Response{Header: http.Header{}}
+		resp.Header.Set("Retry-After", ra)
+		resp.Header.Set("Retry-After-Ms", ms)
+		resp.Header.Set("X-Ms-Retry-After-Ms", xms)
+		if d := retryAfter(resp, time.Unix(1_000_000, 0)); d <= 0 || d > maxRetryAfter {
+			t.Fatalf("Retry-After %q, -Ms %q, X-Ms- %q: %s", ra, ms, xms, d)
+		}
+	})
 }
 
 // TestGate: a closed gate makes callers wait when its deadline allows, and

@@ -107,20 +107,36 @@ func (p *throttlePolicy) Do(req *policy.Request) (*http.Response, error) {
 	}
 }
 
+// maxRetryAfter caps what a 429 can ask for. Key Vault asks for seconds;
+// a value of hours (or one that overflows) from a broken proxy would
+// otherwise shut the vault off for every mount on the node until the
+// provider restarts.
+const maxRetryAfter = 5 * time.Minute
+
 // retryAfter reads the delay a 429 asks for: Key Vault's retry-after-ms
-// headers or Retry-After in seconds or as an HTTP date.
+// headers or Retry-After in seconds or as an HTTP date, at most
+// maxRetryAfter.
 func retryAfter(resp *http.Response, now time.Time) time.Duration {
 	for _, h := range []string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
 		if ms, err := strconv.ParseInt(resp.Header.Get(h), 10, 64); err == nil && ms > 0 {
-			return time.Duration(ms) * time.Millisecond
+			return capRetry(ms, time.Millisecond)
 		}
 	}
 	v := resp.Header.Get("Retry-After")
 	if s, err := strconv.ParseInt(v, 10, 64); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+		return capRetry(s, time.Second)
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return defaultRetryAfter
+}
+
+// capRetry is n units, at most maxRetryAfter (checked before multiplying,
+// which could overflow).
+func capRetry(n int64, unit time.Duration) time.Duration {
+	if n > int64(maxRetryAfter/unit) {
+		return maxRetryAfter
+	}
+	return time.Duration(n) * unit
 }
