@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,15 +83,27 @@ func New(cfg Config) *Recorder {
 // maxMessage is the API server's limit on an Event's message.
 const maxMessage = 1024
 
+// truncate cuts msg to at most n bytes, ending in "..." when cut, at a
+// rune boundary: an object alias may be any UTF-8, and half a rune would
+// reach the API server as a replacement character.
+func truncate(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "..."
+}
+
 // Record creates the pod's Event, or counts one more of the same. A
 // failure to record is logged, never returned: Events are for people.
 func (r *Recorder) Record(ctx context.Context, pod Pod, typ, reason, msg string) {
 	if r == nil || r.dyn == nil {
 		return
 	}
-	if len(msg) > maxMessage {
-		msg = msg[:maxMessage-3] + "..."
-	}
+	msg = truncate(msg, maxMessage)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	sum := sha256.Sum256([]byte(pod.UID + "\x00" + typ + "\x00" + reason + "\x00" + msg))
