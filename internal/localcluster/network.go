@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // network is the cluster's own network when nodes are machines (real
@@ -26,6 +28,7 @@ type network struct {
 	index  int
 	bridge string
 	lock   *os.File
+	veths  []string // bridge-side ends of the nodes' links
 }
 
 // maxNetworks bounds how many clusters with containers one namespace runs
@@ -144,6 +147,7 @@ func (n *network) vethName(i int) string { return fmt.Sprintf("kvm%dn%d", n.inde
 func (n *network) attach(i, pid int) error {
 	host := n.vethName(i)
 	_ = ip("link", "del", host)
+	n.veths = append(n.veths, host)
 	return ipAll(
 		[]string{"link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", strconv.Itoa(pid)},
 		[]string{"link", "set", host, "master", n.bridge, "up"},
@@ -151,15 +155,40 @@ func (n *network) attach(i, pid int) error {
 	)
 }
 
-// close removes the bridge (the veths go with their namespaces) and
-// releases the index.
+// close removes the nodes' links and the bridge, waits until the kernel
+// has let go of them, and releases the index. The links are deleted here
+// rather than left to go with their namespaces: a namespace is torn down
+// asynchronously, and on a busy machine its veth (and the bridge it still
+// holds) outlived Stop by seconds.
 func (n *network) close() error {
-	err := ip("link", "del", n.bridge)
-	if err != nil && strings.Contains(err.Error(), "Cannot find device") {
-		err = nil
+	var errs []error
+	for _, name := range append(n.veths, n.bridge) {
+		if err := ip("link", "del", name); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			errs = append(errs, err)
+		}
 	}
+	errs = append(errs, waitGone(append(n.veths, n.bridge), 15*time.Second))
 	n.lock.Close()
-	return err
+	return errors.Join(errs...)
+}
+
+// waitGone waits until none of names is an interface of this namespace.
+func waitGone(names []string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		have, err := interfaces()
+		if err != nil {
+			return err
+		}
+		left := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(have, n) })
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("network interfaces %s still exist %s after deleting them", strings.Join(left, ", "), timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func ip(args ...string) error {
