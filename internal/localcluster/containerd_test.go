@@ -84,10 +84,21 @@ func TestContainerdNodes(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "default" {
 		t.Fatalf("kubectl exec cat: %v: %q", err, out)
 	}
-	out, err = c.Kubectl(ctx, "exec", "reader", "--", "sh", "-c", "nc -w 5 10.96.0.1 443 </dev/null").CombinedOutput()
-	if err != nil {
-		t.Fatalf("the kubernetes Service is not reachable from a pod: %v: %s", err, out)
+	// A node's kube-proxy programs the Service's rules some time after the
+	// node is Ready (on a busy machine, after the first pod runs), as in
+	// any cluster: the Service must become reachable, within a minute.
+	start := time.Now()
+	for {
+		out, err = c.Kubectl(ctx, "exec", "reader", "--", "sh", "-c", "nc -w 5 10.96.0.1 443 </dev/null").CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("the kubernetes Service is not reachable from a pod after %s: %v: %s", time.Since(start).Round(time.Second), err, out)
+		}
+		time.Sleep(time.Second)
 	}
+	t.Logf("the kubernetes Service answered a pod %s after its first try", time.Since(start).Round(100*time.Millisecond))
 	stopAndCheck(t, c, dir, pids)
 	names, err := interfaces()
 	if err != nil {
