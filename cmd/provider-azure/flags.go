@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/provider"
 	"kvmount.dev/kvmount/internal/logs"
 )
@@ -64,7 +65,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&rc.MetricsAddr, "metrics-addr", "", "kvmount: address of /metrics (overrides --prometheus-port; \"none\" disables)")
 	fs.StringVar(&rc.CloudEnvFile, "cloud-env-file", os.Getenv("AZURE_ENVIRONMENT_FILEPATH"), "kvmount: AzureStackCloud environment file for classes without cloudEnvFileName (default $AZURE_ENVIRONMENT_FILEPATH, as upstream)")
 	fs.StringVar(&rc.NMIEndpoint, "nmi-endpoint", "http://localhost:2579", "kvmount: aad-pod-identity's NMI, for usePodIdentity")
-	fs.StringVar(&rc.IMDSEndpoint, "imds-endpoint", "http://169.254.169.254", "kvmount: the instance metadata service, for useVMManagedIdentity")
+	fs.StringVar(&rc.IMDSEndpoint, "imds-endpoint", identity.DefaultIMDS, "kvmount: the instance metadata service, for useVMManagedIdentity")
 	fs.Var(&caFiles, "ca-file", "kvmount: extra trusted CA (PEM), repeatable; e.g. azsim's")
 	fs.Var(&overrides, "host-override", "kvmount: SUFFIX=HOST:PORT: dial every host under SUFFIX at HOST:PORT (repeatable; private endpoints, azsim)")
 	fs.DurationVar(&rc.CacheTTL, "cache-ttl", 2*time.Minute, "kvmount: rotation epoch of the node cache; set it to the driver's --rotation-poll-interval (0 disables the cache)")

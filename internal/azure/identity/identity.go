@@ -79,8 +79,9 @@ type entry struct {
 	endpoint  string
 }
 
-// defaultIMDS is where the Azure SDK sends IMDS requests.
-const defaultIMDS = "http://169.254.169.254"
+// DefaultIMDS is where the Azure SDK sends IMDS requests: the provider's
+// --imds-endpoint default.
+const DefaultIMDS = "http://169.254.169.254"
 
 // NewSource returns a Source with opts.
 func NewSource(opts Options) *Source {
@@ -88,7 +89,7 @@ func NewSource(opts Options) *Source {
 		opts.NMIEndpoint = "http://localhost:2579"
 	}
 	if opts.IMDSEndpoint == "" {
-		opts.IMDSEndpoint = defaultIMDS
+		opts.IMDSEndpoint = DefaultIMDS
 	}
 	if opts.IdleTTL == 0 {
 		opts.IdleTTL = time.Hour

@@ -26,7 +26,7 @@ func newIMDSClient(endpoint string, base http.RoundTripper) *http.Client {
 	}
 	target, err := url.Parse(endpoint)
 	if err != nil || target.Host == "" {
-		target, _ = url.Parse(defaultIMDS)
+		target, _ = url.Parse(DefaultIMDS)
 	}
 	return &http.Client{Transport: &imdsTransport{target: target, base: base,
 		sem: make(chan struct{}, imdsConcurrency), limit: rate.NewLimiter(imdsPerSecond, imdsConcurrency)}}

@@ -22,6 +22,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azsim"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
+	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
@@ -293,7 +294,7 @@ func TestThrottleSharedAcrossMounts(t *testing.T) {
 
 // TestIdentityEndpointUnavailable: an identity endpoint that is down,
 // failing or hanging is reported as Unavailable (kubelet retries), naming
-// the endpoint actually used, never 169.254.169.254.
+// the endpoint actually used, never the link-local default.
 func TestIdentityEndpointUnavailable(t *testing.T) {
 	t.Parallel()
 	s, cloudEnv := newSim(t, azsim.Config{})
@@ -328,7 +329,7 @@ func TestIdentityEndpointUnavailable(t *testing.T) {
 			_, err := e.mount(p, nil)
 			wantCode(t, err, codes.Unavailable, tt.imds)
 			t.Log(err)
-			if strings.Contains(err.Error(), "169.254.169.254") {
+			if strings.Contains(err.Error(), strings.TrimPrefix(identity.DefaultIMDS, "http://")) {
 				t.Errorf("error names the link-local default, not the endpoint used: %v", err)
 			}
 		})
