@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -546,8 +547,8 @@ func diff(after, before map[string]int) map[string]int {
 	return out
 }
 
-func sum(m map[string]int) int {
-	n := 0
+func sum[V int | float64](m map[string]V) V {
+	var n V
 	for _, v := range m {
 		n += v
 	}
@@ -588,10 +589,10 @@ func (r Report) Print(w io.Writer) {
 	rows := [][2]string{
 		{"environment up", fmt.Sprintf("%.1f s", r.StartSec)},
 		{"all pods mounted", fmt.Sprintf("%.2f s after the first pod (p50 %.2f s, p95 %.2f s, max %.2f s per pod)", r.AllMountedSec, r.P50Sec, r.P95Sec, r.MaxSec)},
-		{"driver API requests, mounting", fmt.Sprintf("%d (%.2f per pod): %s", sum(r.MountRequests), r.MountRequestsPerPod, formatInts(r.MountRequests))},
+		{"driver API requests, mounting", fmt.Sprintf("%d (%.2f per pod): %s", sum(r.MountRequests), r.MountRequestsPerPod, formatCounts(r.MountRequests, "%d"))},
 		{"Key Vault reads, mounting", fmt.Sprintf("%d (%d pods × %d objects = %d)", r.MountKVReads, r.Pods, c.Objects, r.Pods*c.Objects)},
 		{"tokens, mounting", fmt.Sprintf("Entra %d, IMDS %d, NMI %d", r.MountTokens.Entra, r.MountTokens.IMDS, r.MountTokens.NMI)},
-		{"driver API requests per poll", fmt.Sprintf("%.1f (writes %.1f): %s", sumF(r.PollRequests), r.PollWrites, formatFloats(r.PollRequests))},
+		{"driver API requests per poll", fmt.Sprintf("%.1f (writes %.1f): %s", sum(r.PollRequests), r.PollWrites, formatCounts(r.PollRequests, "%.1f"))},
 		{"Key Vault reads per poll", fmt.Sprintf("%.1f (unique node × principal × object: %d)", r.PollKVReads, r.UniquePairs)},
 		{"tokens, polling", fmt.Sprintf("Entra %d, IMDS %d, NMI %d over %d polls", r.PollTokens.Entra, r.PollTokens.IMDS, r.PollTokens.NMI, c.Polls)},
 		{"a new version in every pod", fmt.Sprintf("%.1f s after it was set", r.RotationSec)},
@@ -607,39 +608,15 @@ func (r Report) Print(w io.Writer) {
 	tw.Flush()
 }
 
-func sumF(m map[string]float64) float64 {
-	n := 0.0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-func formatInts(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return strings.Join(parts, ", ")
-}
-
-func formatFloats(m map[string]float64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %.1f", k, m[k])
-	}
-	if len(parts) == 0 {
+// formatCounts lists m's entries by key ("get pods 3, list nodes 1"), or
+// "none".
+func formatCounts[V int | float64](m map[string]V, verb string) string {
+	if len(m) == 0 {
 		return "none"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s "+verb, k, m[k]))
 	}
 	return strings.Join(parts, ", ")
 }

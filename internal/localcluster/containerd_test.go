@@ -56,7 +56,7 @@ func TestContainerdNodes(t *testing.T) {
 	// Other packages' tests may run clusters in this namespace at the same
 	// time (go test runs packages in parallel): only this one's interfaces
 	// must be gone.
-	mine := []string{c.net.bridge, c.net.vethName(0), c.net.vethName(1)}
+	mine := c.net.links()
 	cs, err := c.Client()
 	if err != nil {
 		t.Fatal(err)

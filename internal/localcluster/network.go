@@ -162,15 +162,19 @@ func (n *network) attach(i, pid int) error {
 // holds) outlived Stop by seconds.
 func (n *network) close() error {
 	var errs []error
-	for _, name := range append(n.veths, n.bridge) {
+	links := n.links()
+	for _, name := range links {
 		if err := ip("link", "del", name); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, waitGone(append(n.veths, n.bridge), 15*time.Second))
+	errs = append(errs, waitGone(links, 15*time.Second))
 	n.lock.Close()
 	return errors.Join(errs...)
 }
+
+// links are the interfaces the network made in this namespace.
+func (n *network) links() []string { return append(slices.Clone(n.veths), n.bridge) }
 
 // waitGone waits until none of names is an interface of this namespace.
 func waitGone(names []string, timeout time.Duration) error {

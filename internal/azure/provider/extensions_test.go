@@ -22,12 +22,7 @@ func spMount(t *testing.T, s *azsim.Server) (map[string]string, string) {
 // A 403 still fails unless optionalWhenForbidden says otherwise, and a
 // required object that is missing fails as before.
 func TestOptionalObjects(t *testing.T) {
-	s, cloudEnv := newSim(t, azsim.Config{})
-	vaultWithSecret(t, s, "present")
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "off", Value: "x", Disabled: true})
-	creds, app := spMount(t, s)
-	grant(t, s, app)
-	e := startProvider(t, s, cloudEnv, nil)
+	s, e, creds := presentAndDisabled(t)
 
 	p := e.baseParams("objectName: secret1\nobjectType: secret", "objectName: later\nobjectType: secret\noptional: true",
 		"objectName: off\nobjectType: secret\noptional: true")
@@ -73,15 +68,22 @@ func TestOptionalObjects(t *testing.T) {
 	}
 }
 
-// TestEveryFailureListed: when several objects fail, the message names
-// each with its own reason and fix.
-func TestEveryFailureListed(t *testing.T) {
+// presentAndDisabled is a provider reading kv1, which holds secret1
+// ("present") and a disabled secret "off", with a service principal
+// allowed to read it.
+func presentAndDisabled(t *testing.T) (*azsim.Server, *env, map[string]string) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "present")
 	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "off", Value: "x", Disabled: true})
 	creds, app := spMount(t, s)
 	grant(t, s, app)
-	e := startProvider(t, s, cloudEnv, nil)
+	return s, startProvider(t, s, cloudEnv, nil), creds
+}
+
+// TestEveryFailureListed: when several objects fail, the message names
+// each with its own reason and fix.
+func TestEveryFailureListed(t *testing.T) {
+	_, e, creds := presentAndDisabled(t)
 	_, err := e.mount(e.baseParams("objectName: secret1\nobjectType: secret", "objectName: gone\nobjectType: secret",
 		"objectName: off\nobjectType: secret", "objectName: k\nobjectType: key"), creds)
 	wantCode(t, err, codes.NotFound, "3 objects failed", `(1) secret "gone" does not exist`, `(2) secret "off" in key vault "kv1" is disabled`, `(3) key "k" does not exist`)
