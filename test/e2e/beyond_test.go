@@ -73,8 +73,7 @@ func TestSeveralVaults(t *testing.T) {
 	env, cs := startEnv(t, 1)
 	ctx := context.Background()
 	addon := setupSeedVault(t, env, "from-e2e")
-	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-e2e2", "resourceGroup": localenv.ResourceGroup})
-	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-e2e2", "name": "secret1", "value": "from-e2e2"})
+	vaultWithSecret1(t, env, "kvmount-e2e2", "from-e2e2")
 	azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-e2e2", "spn": addon, "secretPermissions": []string{"get"}})
 	if err := env.Cluster.Apply(ctx, userMIClass(t, env, "two-vaults", "objectName: secret1\nobjectType: secret",
 		"objectName: secret1\nobjectType: secret\nkeyvaultName: kvmount-e2e2\nobjectAlias: secret1-from-e2e2")); err != nil {

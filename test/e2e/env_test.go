@@ -98,6 +98,14 @@ func azsim(t testing.TB, env *localenv.Env, verb string, args map[string]any) ma
 	return out
 }
 
+// vaultWithSecret1 creates key vault name in the environment's resource
+// group, holding secret1 with value.
+func vaultWithSecret1(t testing.TB, env *localenv.Env, name, value string) {
+	t.Helper()
+	azsim(t, env, "keyvault create", map[string]any{"name": name, "resourceGroup": localenv.ResourceGroup})
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": name, "name": "secret1", "value": value})
+}
+
 // manifest reads a seed manifest from testdata and fills its placeholders.
 func manifest(t testing.TB, name string, fill map[string]string) []byte {
 	t.Helper()
@@ -185,8 +193,7 @@ func unstructuredSlice(obj map[string]any, fields ...string) ([]any, bool, error
 // user-assigned class for it.
 func setupSeedVault(t testing.TB, env *localenv.Env, value string) string {
 	t.Helper()
-	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-e2e", "resourceGroup": localenv.ResourceGroup})
-	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-e2e", "name": "secret1", "value": value})
+	vaultWithSecret1(t, env, "kvmount-e2e", value)
 	azsim(t, env, "keyvault key create", map[string]any{"vaultName": "kvmount-e2e", "name": "key1", "kty": "RSA", "size": 2048})
 	aks := azsim(t, env, "aks show", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": localenv.ClusterName})
 	addon := aks["addonProfiles"].(map[string]any)["azureKeyvaultSecretsProvider"].(map[string]any)["identity"].(map[string]any)["clientId"].(string)

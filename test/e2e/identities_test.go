@@ -113,8 +113,7 @@ func waitSecretFile(t *testing.T, env *localenv.Env, cs kubernetes.Interface, po
 func TestWorkloadIdentity(t *testing.T) {
 	env, cs := startEnv(t, 1)
 	ctx := context.Background()
-	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-wi", "resourceGroup": localenv.ResourceGroup})
-	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-wi", "name": "secret1", "value": "from-workload-identity"})
+	vaultWithSecret1(t, env, "kvmount-wi", "from-workload-identity")
 	id := azsim(t, env, "identity create", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": "wi"})
 	azsim(t, env, "identity federated-credential create", map[string]any{"resourceGroup": localenv.ResourceGroup, "identityName": "wi", "name": "app",
 		"issuer": env.Cluster.Server, "subject": "system:serviceaccount:default:app"})
@@ -143,8 +142,7 @@ func TestWorkloadIdentity(t *testing.T) {
 func TestServicePrincipal(t *testing.T) {
 	env, cs := startEnv(t, 1)
 	ctx := context.Background()
-	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-sp", "resourceGroup": localenv.ResourceGroup})
-	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-sp", "name": "secret1", "value": "from-service-principal"})
+	vaultWithSecret1(t, env, "kvmount-sp", "from-service-principal")
 	sp := azsim(t, env, "ad sp create-for-rbac", map[string]any{"name": "csi"})
 	azsim(t, env, "keyvault set-policy", map[string]any{"name": "kvmount-sp", "spn": sp["appId"], "secretPermissions": []string{"get"}})
 	if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "secrets-store-creds",
@@ -172,8 +170,7 @@ func TestServicePrincipal(t *testing.T) {
 func TestIdentityBinding(t *testing.T) {
 	env, cs := startEnv(t, 1)
 	ctx := context.Background()
-	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-ib", "resourceGroup": localenv.ResourceGroup})
-	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-ib", "name": "secret1", "value": "from-identity-binding"})
+	vaultWithSecret1(t, env, "kvmount-ib", "from-identity-binding")
 	id := azsim(t, env, "identity create", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": "ib"})
 	azsim(t, env, "aks identity-binding create", map[string]any{"resourceGroup": localenv.ResourceGroup, "clusterName": localenv.ClusterName,
 		"name": "ib", "managedIdentityResourceId": id["id"]})

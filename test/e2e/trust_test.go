@@ -22,8 +22,7 @@ import (
 func TestPodIdentityUnbinding(t *testing.T) {
 	env, cs := startEnv(t, 1)
 	ctx := context.Background()
-	azsim(t, env, "keyvault create", map[string]any{"name": "kvmount-podid", "resourceGroup": localenv.ResourceGroup})
-	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": "kvmount-podid", "name": "secret1", "value": "while-bound"})
+	vaultWithSecret1(t, env, "kvmount-podid", "while-bound")
 	id := azsim(t, env, "identity create", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": "pod-id"})
 	azsim(t, env, "aks pod-identity add", map[string]any{"resourceGroup": localenv.ResourceGroup, "clusterName": localenv.ClusterName,
 		"namespace": "default", "name": "pod-id", "identityResourceId": id["id"]})
