@@ -7,7 +7,7 @@ BIN      := $(CURDIR)/bin
 PKGS     := ./...
 TESTARGS ?=
 
-.PHONY: all build vet cluster-bins tools images manifests test test-compile host-deps demo crds tidy clean
+.PHONY: all build vet cluster-bins cluster-bins-matrix tools images manifests test test-compile host-deps demo crds tidy clean clean-cache
 
 all: build
 
@@ -23,9 +23,22 @@ vet:
 	cd tools/ci && $(GO) vet ./...
 
 ## cluster-bins: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-## kubelet, kube-proxy, kubectl, fakecri and nodeinit into bin/ (cached)
+## kubelet, kube-proxy, kubectl, fakecri and nodeinit, linked into bin/ from
+## a per-user cache outside the clone (built once per pinned version, reused
+## by every clone: tools/cluster/build.sh); with KUBE_VERSIONS="1.33 …",
+## those versions too
+KUBE_VERSIONS ?=
 cluster-bins:
-	tools/cluster/build.sh $(BIN)
+	tools/cluster/build.sh $(BIN) $(KUBE_VERSIONS)
+
+## cluster-bins-matrix: cluster-bins and the Kubernetes binaries of every
+## version of MATRIX (make test)
+cluster-bins-matrix:
+	tools/cluster/build.sh $(BIN) $(MATRIX)
+
+## clean-cache: remove the cached Kubernetes builds (every clone's)
+clean-cache:
+	rm -rf "$${KVMOUNT_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/kvmount}/k8s"
 
 ## images: kvmount's two images (linux/amd64 and linux/arm64, one OCI index
 ## each) and the local cluster's pause and busybox, as OCI archives in
@@ -57,7 +70,7 @@ MATRIX_TESTS := TestSeedThreeMethods|TestWorkloadIdentity|TestIdentityBinding|Te
 ## test: everything above, then every test, with the race detector, with
 ## loopback as the only network, on Kubernetes 1.37; then MATRIX_TESTS on
 ## each version of MATRIX
-test: host-deps build vet cluster-bins tools images test-compile
+test: host-deps build vet cluster-bins-matrix tools images test-compile
 	cd tools/images && KVMOUNT_BIN_DIR=$(BIN) ../../scripts/netns-run.sh $(GO) test -count=1 -timeout 10m -v ./...
 	cd tools/ci && ../../scripts/netns-run.sh $(GO) test -count=1 -v ./...
 	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -race -count=1 -timeout 60m -v $(TESTARGS) $(PKGS)
