@@ -32,19 +32,19 @@ type ServeConfig struct {
 	Registry                *prometheus.Registry
 }
 
-// Serve fills the class cache, then runs the CSI services, kubelet
-// registration, /healthz and /metrics until ctx ends. Mounts survive:
-// stopping the driver never unmounts a pod's volume.
+// Serve runs the CSI services, kubelet registration, /healthz and /metrics
+// until ctx ends, at once: the class cache fills in the background (see
+// Classes), so kubelet can unmount pods and probe the driver while the API
+// server is away. Mounts survive: stopping the driver never unmounts a
+// pod's volume.
 func (d *Driver) Serve(ctx context.Context, sc ServeConfig) error {
-	if err := d.cfg.Classes.Run(ctx); err != nil {
-		return err
-	}
+	d.cfg.Classes.Start(ctx)
 	endpoint, registrationDir := sc.Endpoint, sc.RegistrationDir
 	lis, err := socket.Listen(endpoint, 0o750)
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(d.logCalls))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(d.logCalls, serve.Recover(d.cfg.Logger)))
 	csipb.RegisterIdentityServer(srv, &Identity{d: d})
 	csipb.RegisterNodeServer(srv, &Node{d: d})
 	servers := []*grpc.Server{srv}

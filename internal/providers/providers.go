@@ -98,9 +98,15 @@ func (c *Clients) Mount(ctx context.Context, name string, req *v1alpha1.MountReq
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return client.Mount(ctx, req)
+	resp, err := client.Mount(cctx, req)
+	if err != nil && ctx.Err() == nil && cctx.Err() == context.DeadlineExceeded {
+		// The call's own deadline passed: say so whatever gRPC reported
+		// (a cancelled stream may arrive as "RST_STREAM ... CANCEL").
+		err = fmt.Errorf("%w after %s: %w", context.DeadlineExceeded, timeout, err)
+	}
+	return resp, err
 }
 
 // Close closes every connection.

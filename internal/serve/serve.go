@@ -1,6 +1,7 @@
 // Package serve holds what kvmount's daemons (the CSI driver, the Azure
-// provider) share about running: an HTTP server for /healthz, /metrics or
-// pprof that fails loudly when its port is taken.
+// provider, the sync controller) share about running: an HTTP server for
+// /healthz, /metrics or pprof that fails loudly when its port is taken, and a
+// gRPC interceptor that keeps one request's panic from ending the process.
 package serve
 
 import (

@@ -196,6 +196,11 @@ func (c *Config) parseObjects(a, _ map[string]string, _ Defaults) error {
 	for _, k := range unknown {
 		c.warn(unknownFieldWarning("", k, []string{"array"}))
 	}
+	if len(arr.Array) == 0 {
+		// Upstream answers such a mount with no files; so does kvmount,
+		// but the pod is told, as an empty volume is rarely meant.
+		c.warn(Warning{Msg: "objects has an empty array: the volume is mounted with no files; list the objects to mount under array:"})
+	}
 	if len(arr.Array) > maxObjects {
 		return &Error{Field: "objects", Msg: fmt.Sprintf("%d objects; the limit is %d per class", len(arr.Array), maxObjects)}
 	}

@@ -87,7 +87,7 @@ func RunWithLogger(ctx context.Context, rc RunConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(srv.opts.Metrics.interceptor))
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(srv.opts.Metrics.interceptor, serve.Recover(log)))
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
@@ -152,7 +152,8 @@ func build(rc RunConfig, log *slog.Logger) (*Server, *prometheus.Registry, func(
 		Events:   recorder,
 		Defaults: config.Defaults{CloudName: rc.CloudName, CloudEnvFile: rc.CloudEnvFile},
 		Identities: identity.NewSource(identity.Options{NMIEndpoint: rc.NMIEndpoint, IMDSEndpoint: rc.IMDSEndpoint,
-			HTTPClient: client, LocalHTTPClient: &http.Client{Transport: local}, TokenProxy: tokenProxy(rc, kube)}),
+			HTTPClient: client, LocalHTTPClient: &http.Client{Transport: local}, TokenProxy: tokenProxy(rc, kube),
+			Epochs: epoch.ForNode(rc.NodeName, rc.CacheTTL), Now: rc.Now}),
 		Fetcher:      fetcher,
 		Logger:       log,
 		Metrics:      metrics,
@@ -241,14 +242,16 @@ func kubeConfig(rc RunConfig, log *slog.Logger) kubeAccess {
 
 // tokenProxy is AKS's token proxy for identity binding: --token-proxy-url
 // (default the API server), --sni-name (default computed from the API
-// server's certificate), trusted with the cluster's CA.
+// server's certificate), trusted with the cluster's CA as it rotates.
 func tokenProxy(rc RunConfig, kube kubeAccess) *identitybinding.Proxy {
 	cfg := identitybinding.Config{ProxyURL: rc.TokenProxyURL, SNIName: rc.SNIName}
 	if kube.cfg != nil {
 		cfg.APIServer = kube.cfg.Host
-		cfg.CAData = kube.cfg.CAData
-		if len(cfg.CAData) == 0 && kube.cfg.CAFile != "" {
-			cfg.CAData = identitybinding.ReadCAFile(kube.cfg.CAFile)
+		// A CA file (in a pod: the service account's ca.crt, which kubelet
+		// rotates) is read again when it changes.
+		cfg.CAData, cfg.CAFile = kube.cfg.CAData, kube.cfg.CAFile
+		if len(cfg.CAData) > 0 {
+			cfg.CAFile = ""
 		}
 	}
 	return identitybinding.New(cfg)

@@ -76,7 +76,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		if !republish {
 			s.warn(ctx, cfg)
 		}
-		resp, who, err = s.mount(ctx, cfg, republish)
+		resp, who, err = s.mount(ctx, cfg, req.GetCurrentObjectVersion())
 	}
 	if err != nil {
 		err = toStatus(err, cfg, who)
@@ -86,10 +86,16 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 }
 
 // mount resolves the identity and fetches the objects, vault by vault;
-// republish says the driver sent the volume's current versions (a
-// rotation, which the node cache may serve).
-func (s *Server) mount(ctx context.Context, cfg config.Config, republish bool) (*v1alpha1.MountResponse, identity.Principal, error) {
+// current are the volume's mounted versions, which the driver sends on a
+// republish (a rotation, which the node cache may serve).
+func (s *Server) mount(ctx context.Context, cfg config.Config, current []*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, identity.Principal, error) {
+	republish := len(current) > 0
 	groups := vaultGroups(cfg)
+	if len(groups) == 0 {
+		// A class with an empty objects array: upstream answers with no
+		// files, and so does kvmount (the pod was warned).
+		return &v1alpha1.MountResponse{}, identity.Principal{}, nil
+	}
 	results := make([]groupResult, len(groups))
 	if len(groups) == 1 {
 		results[0] = s.fetchGroup(ctx, cfg, groups[0], republish)
@@ -118,9 +124,7 @@ func (s *Server) mount(ctx context.Context, cfg config.Config, republish bool) (
 	if len(me.Objects) > 0 {
 		return nil, who, &me
 	}
-	if !republish {
-		s.reportMissing(ctx, cfg, versions)
-	}
+	s.reportMissing(ctx, cfg, versions, current)
 	resp, err := response(files, versions)
 	return resp, who, err
 }
@@ -162,7 +166,7 @@ type groupResult struct {
 func (s *Server) fetchGroup(ctx context.Context, cfg config.Config, g vaultGroup, republish bool) groupResult {
 	gcfg := cfg
 	gcfg.TenantID, gcfg.VaultName = g.tenant, g.vault
-	cred, err := s.opts.Identities.For(gcfg)
+	cred, err := s.opts.Identities.ForMount(ctx, gcfg, republish)
 	if err != nil {
 		return groupResult{err: err}
 	}
@@ -187,15 +191,29 @@ func (s *Server) fetchGroup(ctx context.Context, cfg config.Config, g vaultGroup
 }
 
 // reportMissing tells the pod which optional objects were left out and
-// why, once per first mount; a rotation writes them when they appear.
-func (s *Server) reportMissing(ctx context.Context, cfg config.Config, versions []keyvault.Version) {
+// why: on a first mount, each missing one; on a rotation, those that were
+// mounted and are no longer (deleted or disabled since: their files
+// leave the volume). A rotation writes them when they appear again.
+func (s *Server) reportMissing(ctx context.Context, cfg config.Config, versions []keyvault.Version, current []*v1alpha1.ObjectVersion) {
 	pod := events.Pod{Name: cfg.Pod.Name, Namespace: cfg.Pod.Namespace, UID: cfg.Pod.UID}
+	mounted := map[string]bool{}
+	for _, c := range current {
+		mounted[c.GetId()] = c.GetVersion() != ""
+	}
 	for _, v := range versions {
 		if v.Missing == "" {
 			continue
 		}
 		msg := fmt.Sprintf("optional object %s is not mounted: %s; its file appears when it can be read (rotation)", v.ID, v.Missing)
-		s.opts.Logger.Info("optional object missing", "pod", pod.Namespace+"/"+pod.Name, "object", v.ID, "why", v.Missing)
+		gone := mounted[v.ID]
+		switch {
+		case len(current) == 0:
+		case gone:
+			msg = fmt.Sprintf("optional object %s is no longer mounted: %s; its file was removed from the volume and comes back when it can be read (rotation)", v.ID, v.Missing)
+		default:
+			continue // still missing: the pod was told
+		}
+		s.opts.Logger.Info("optional object missing", "pod", pod.Namespace+"/"+pod.Name, "object", v.ID, "why", v.Missing, "removed", gone)
 		go s.opts.Events.Record(context.WithoutCancel(ctx), pod, events.Warning, "OptionalObjectMissing", msg)
 	}
 }
