@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -110,24 +111,30 @@ func (r *Recorder) Record(ctx context.Context, pod Pod, typ, reason, msg string)
 	key := hex.EncodeToString(sum[:12])
 	var err error
 	if prev, ok := r.seen.Get(key); ok {
-		if err = r.bump(ctx, pod, prev); err == nil {
+		err = r.bump(ctx, pod, prev)
+		if apierrors.IsNotFound(err) {
+			// The Event expired (the API server keeps Events an hour):
+			// recreate it under its name, the count going on, as
+			// client-go's recorder does; otherwise every repeat would
+			// cost a failed patch and leave a new Event behind.
+			err = r.create(ctx, pod, prev.name, typ, reason, msg, prev.count.Load())
+		}
+		if err == nil {
 			return
 		}
 	}
 	// kubelet's naming: the pod, a dot, a unique hex suffix.
 	name := fmt.Sprintf("%s.%x", pod.Name, uint64(time.Now().UnixNano())+r.seq.Add(1))
-	if err = r.create(ctx, pod, name, typ, reason, msg); err == nil {
-		_, _ = r.seen.GetOrAdd(key, func() (*seenEvent, error) {
-			se := &seenEvent{name: name}
-			se.count.Store(1)
-			return se, nil
-		})
+	if err = r.create(ctx, pod, name, typ, reason, msg, 1); err == nil {
+		se := &seenEvent{name: name}
+		se.count.Store(1)
+		r.seen.Put(key, se)
 		return
 	}
 	r.log.Warn("event not recorded", "pod", pod.Namespace+"/"+pod.Name, "reason", reason, "err", err)
 }
 
-func (r *Recorder) create(ctx context.Context, pod Pod, name, typ, reason, msg string) error {
+func (r *Recorder) create(ctx context.Context, pod Pod, name, typ, reason, msg string, count int32) error {
 	now := metav1.NewTime(r.now())
 	ev := &corev1.Event{
 		TypeMeta:       metav1.TypeMeta{APIVersion: "v1", Kind: "Event"},
@@ -135,7 +142,7 @@ func (r *Recorder) create(ctx context.Context, pod Pod, name, typ, reason, msg s
 		InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, Namespace: pod.Namespace, UID: types.UID(pod.UID)},
 		Reason:         reason, Message: msg, Type: typ,
 		Source:         corev1.EventSource{Component: r.component, Host: r.instance},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		FirstTimestamp: now, LastTimestamp: now, Count: count,
 		ReportingController: r.component, ReportingInstance: r.instance,
 	}
 	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ev)

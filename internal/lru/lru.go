@@ -83,6 +83,28 @@ func (c *Cache[K, V]) GetOrAdd(key K, mk func() (V, error)) (V, error) {
 	return v, nil
 }
 
+// Put stores val under key, replacing what was there.
+func (c *Cache[K, V]) Put(key K, val V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		c.remove(el)
+	}
+	c.items[key] = c.order.PushFront(&entry[K, V]{key: key, val: val, used: c.now()})
+	for c.order.Len() > c.max {
+		c.remove(c.order.Back())
+	}
+}
+
+// Delete removes key.
+func (c *Cache[K, V]) Delete(key K) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		c.remove(el)
+	}
+}
+
 // Len is the number of entries held.
 func (c *Cache[K, V]) Len() int {
 	c.mu.Lock()

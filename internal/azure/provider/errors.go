@@ -61,12 +61,15 @@ func toStatus(err error, cfg config.Config, who identity.Principal) error {
 	return status.Errorf(codes.Internal, "mount of key vault %q failed: %v", cfg.VaultName, err)
 }
 
-// maxMessage bounds a mount's error message (it becomes a pod Event).
-const maxMessage = 3000
+// maxMessage bounds a mount's error message. It becomes a pod Event, whose
+// message the driver keeps within the API server's 1,024 bytes together
+// with its own prefix (kubelet's prefix is about 120 bytes more).
+const maxMessage = 800
 
 // mountStatus reports every object that failed, each with its own reason
 // and fix, so that a user fixes them all in one round; the code is the
-// first failure's.
+// first failure's. Objects are kept whole: those that do not fit are
+// counted at the end ("(and N more)"), never cut in the middle.
 func mountStatus(me *keyvault.MountError, cfg config.Config, who identity.Principal) error {
 	if len(me.Objects) == 1 {
 		return objectStatus(me.Objects[0], cfg, who)
@@ -80,14 +83,21 @@ func mountStatus(me *keyvault.MountError, cfg config.Config, who identity.Princi
 			first = st.Code()
 		}
 		item := fmt.Sprintf(" (%d) %s;", i+1, st.Message())
-		if b.Len()+len(item) > maxMessage {
-			fmt.Fprintf(&b, " … and %d more", len(me.Objects)-i)
+		more := fmt.Sprintf(" (and %d more)", len(me.Objects)-i)
+		if i > 0 && b.Len()+len(item)+len(" (and 99 more)") > maxMessage {
+			b.WriteString(more)
 			break
 		}
 		b.WriteString(item)
 	}
 	return status.Error(first, strings.TrimSuffix(b.String(), ";"))
 }
+
+// nmiTransient finds, in NMI's explanation, IMDS answering 429 or 5xx
+// (NMI reports any failure of its IMDS request as 403 with IMDS's answer in
+// the text: azsim "IMDS answered 429", aad-pod-identity's ADAL "Status Code
+// = '429'").
+var nmiTransient = regexp.MustCompile(`(?i)(answered (429|5\d\d)\b|status code = '?(429|5\d\d)\b|too many requests|throttl)`)
 
 // identityStatus explains why the mount's identity got no token.
 func identityStatus(ie *identityError, cfg config.Config) error {
@@ -97,6 +107,8 @@ func identityStatus(ie *identityError, cfg config.Config) error {
 	switch {
 	case errors.As(ie.err, &nmi) && nmi.Status == http.StatusNotFound:
 		return status.Errorf(codes.FailedPrecondition, "pod identity: NMI found no identity for pod %s/%s (%s). Label the pod aadpodidbinding: <selector> matching an AzureIdentityBinding in namespace %s (az aks pod-identity add creates one), or use workload identity", cfg.Pod.Namespace, cfg.Pod.Name, nmi.Body, cfg.Pod.Namespace)
+	case errors.As(ie.err, &nmi) && nmiTransient.MatchString(nmi.Body):
+		return status.Errorf(codes.Unavailable, "pod identity: NMI could not get a token for pod %s/%s because this node's IMDS is throttling or failing (%d: %s); kubelet will retry (fewer pods starting at once on the node lowers the load)", cfg.Pod.Namespace, cfg.Pod.Name, nmi.Status, nmi.Body)
 	case errors.As(ie.err, &nmi):
 		return status.Errorf(codes.PermissionDenied, "pod identity: NMI could not get a token for pod %s/%s (%d: %s). The pod's AzureIdentity must be assigned to this node's scale set (az vmss identity assign)", cfg.Pod.Namespace, cfg.Pod.Name, nmi.Status, nmi.Body)
 	case cfg.Mode == config.ModeIdentityBinding && (errors.Is(ie.err, identitybinding.ErrNotConfigured) || errors.Is(ie.err, identity.ErrNoTokenProxy)):
@@ -277,8 +289,11 @@ func firstLine(s string) string {
 // because it refused the identity: kubelet's retry may then succeed.
 func unavailable(err error) bool {
 	var ie *identity.IMDSError
+	var ir *identity.IMDSRefusal
 	var af *azidentity.AuthenticationFailedError
 	switch {
+	case errors.As(err, &ir):
+		return ir.Transient()
 	case errors.As(err, &af) && af.RawResponse != nil:
 		c := af.RawResponse.StatusCode
 		return c >= 500 || c == http.StatusTooManyRequests
@@ -296,6 +311,10 @@ var imdsRE = regexp.MustCompile(`IMDS at \S+: (.*?)(\. To troubleshoot|$)`)
 // (which names the link-local address the request was not sent to).
 func unavailableReason(err error) string {
 	var af *azidentity.AuthenticationFailedError
+	var ir *identity.IMDSRefusal
+	if errors.As(err, &ir) {
+		return fmt.Sprintf("it answered %d %s (%s)", ir.Status, http.StatusText(ir.Status), ir.Description)
+	}
 	if errors.As(err, &af) && af.RawResponse != nil {
 		return fmt.Sprintf("it answered %d %s", af.RawResponse.StatusCode, http.StatusText(af.RawResponse.StatusCode))
 	}
