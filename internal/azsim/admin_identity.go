@@ -16,6 +16,7 @@ func init() {
 	register("identity create", identityCreate)
 	register("identity show", identityShow)
 	register("identity federated-credential create", federatedCredentialCreate)
+	register("identity federated-credential delete", federatedCredentialDelete)
 	register("ad sp create-for-rbac", spCreateForRBAC)
 	register("ad app federated-credential create", appFederatedCredentialCreate)
 }
@@ -101,6 +102,40 @@ func federatedCredentialCreate(_ context.Context, s *Server, a FederatedArgs) (a
 	}
 	a.AppID = p.ClientID
 	return s.addFederated(p, a)
+}
+
+// federatedCredentialDelete removes an identity's federated credential, as
+// `az identity federated-credential delete` does: Entra ID refuses the
+// service account's tokens from then on.
+func federatedCredentialDelete(_ context.Context, s *Server, a FederatedArgs) (any, error) {
+	if err := required("--identity-name", a.IdentityName, "--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
+		return nil, err
+	}
+	p, err := s.userAssigned(a.ResourceGroup, a.IdentityName)
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	err = s.update(func(tx *store.Tx) error {
+		app, err := store.Get[store.App](tx, store.BucketApps, store.Path(p.ClientID))
+		if err != nil {
+			return err
+		}
+		kept := app.Federated[:0]
+		for _, f := range app.Federated {
+			if strings.EqualFold(f.Name, a.Name) {
+				found = true
+				continue
+			}
+			kept = append(kept, f)
+		}
+		app.Federated = kept
+		return store.Put(tx, store.BucketApps, store.Path(app.AppID), app)
+	})
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !found) {
+		return nil, notFound("The Resource 'Microsoft.ManagedIdentity/userAssignedIdentities/%s/federatedIdentityCredentials/%s' under resource group '%s' was not found.", a.IdentityName, a.Name, a.ResourceGroup)
+	}
+	return nil, err
 }
 
 func appFederatedCredentialCreate(_ context.Context, s *Server, a FederatedArgs) (any, error) {

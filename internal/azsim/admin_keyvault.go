@@ -21,6 +21,7 @@ func init() {
 	register("role assignment create", roleAssignmentCreate)
 	register("keyvault secret set", secretSet)
 	register("keyvault secret show", secretShow)
+	register("keyvault secret set-attributes", secretSetAttributes)
 	register("keyvault key create", keyCreate)
 	register("keyvault key import", keyImport)
 	register("keyvault certificate import", certificateImport)
@@ -261,6 +262,32 @@ func secretSet(_ context.Context, s *Server, a SecretArgs) (any, error) {
 		return nil, err
 	}
 	return secretJSON(sec, true), nil
+}
+
+// SecretAttrArgs changes a secret version's attributes (az keyvault
+// secret set-attributes).
+type SecretAttrArgs struct {
+	VaultName string `json:"vaultName"`
+	Name      string `json:"name"`
+	Version   string `json:"version,omitempty"`
+	Enabled   *bool  `json:"enabled,omitempty"`
+}
+
+func secretSetAttributes(_ context.Context, s *Server, a SecretAttrArgs) (any, error) {
+	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name); err != nil {
+		return nil, err
+	}
+	if _, err := s.vaultByName(a.VaultName); err != nil {
+		return nil, err
+	}
+	if a.Enabled == nil {
+		return nil, invalid("usage error: give at least one attribute to change, e.g. --enabled false")
+	}
+	sec, err := s.kv.SetSecretEnabled(a.VaultName, a.Name, a.Version, *a.Enabled)
+	if err != nil {
+		return nil, err
+	}
+	return secretJSON(sec, false), nil
 }
 
 func secretShow(_ context.Context, s *Server, a SecretArgs) (any, error) {

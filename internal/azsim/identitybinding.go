@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base32"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -16,7 +17,6 @@ import (
 
 	"kvmount.dev/kvmount/internal/azsim/entra"
 	"kvmount.dev/kvmount/internal/azsim/store"
-	"kvmount.dev/kvmount/internal/azure/identitybinding"
 )
 
 // AKS identity binding, as azsim models it: `aks identity-binding create`
@@ -35,11 +35,25 @@ func init() {
 	register("aks identity-binding delete", identityBindingDelete)
 }
 
-// Identity-binding RBAC, as AKS checks it.
+// Identity-binding RBAC, as AKS checks it, and the audience of the
+// service-account tokens its proxy accepts.
 const (
-	identityBindingGroup = "cid.wi.aks.azure.com"
-	identityBindingVerb  = "use-managed-identity"
+	identityBindingGroup    = "cid.wi.aks.azure.com"
+	identityBindingVerb     = "use-managed-identity"
+	identityBindingAudience = "api://AKSIdentityBinding"
 )
+
+// TokenProxyServerName is the TLS server name of the token proxy of the
+// control plane id, as AKS documents it for clients that do not read it
+// from the API server's certificate: "a", then the SHA-256 of
+// "identity-binding" + id in base32 with the extended-hex alphabet, lower
+// case and unpadded, then ".ests.aks". (Written here from that rule, not
+// shared with the provider, which azsim checks.)
+func TokenProxyServerName(id string) string {
+	sum := sha256.Sum256([]byte("identity-binding" + id))
+	enc := base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+	return "a" + enc.EncodeToString(sum[:]) + ".ests.aks"
+}
 
 // IdentityBindingArgs is `aks identity-binding create|show|list|delete`.
 type IdentityBindingArgs struct {
@@ -203,7 +217,7 @@ func (s *Server) clusterBySNI(sni string) (store.Cluster, error) {
 		return store.Cluster{}, err
 	}
 	for _, c := range clusters {
-		if strings.EqualFold(identitybinding.SNIName(ControlPlaneID(s.cloud.SubscriptionID, c.ResourceGroup, c.Name)), sni) {
+		if strings.EqualFold(TokenProxyServerName(ControlPlaneID(s.cloud.SubscriptionID, c.ResourceGroup, c.Name)), sni) {
 			return c, nil
 		}
 	}
@@ -247,7 +261,7 @@ func (s *Server) identityBindingAuth(r *http.Request, tenant, clientID string) (
 	user, groups, err := s.reviewToken(r.Context(), f.Get("client_assertion"))
 	if err != nil {
 		return store.Principal{}, entra.NewOAuthError(http.StatusUnauthorized, "invalid_client", 0,
-			fmt.Sprintf("AKS token proxy: the client assertion is not a valid service-account token of cluster %s for audience %s: %v", c.Name, identitybinding.Audience, err))
+			fmt.Sprintf("AKS token proxy: the client assertion is not a valid service-account token of cluster %s for audience %s: %v", c.Name, identityBindingAudience, err))
 	}
 	allowed, err := s.mayUseIdentity(r.Context(), user, groups, clientID)
 	if err != nil {
@@ -307,7 +321,7 @@ func (s *Server) reviewToken(ctx context.Context, token string) (string, []strin
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	review := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-		"spec": map[string]any{"token": token, "audiences": []any{identitybinding.Audience}}}}
+		"spec": map[string]any{"token": token, "audiences": []any{identityBindingAudience}}}}
 	out, err := kube.Resource(tokenReviews).Create(ctx, review, metav1.CreateOptions{})
 	if err != nil {
 		return "", nil, fmt.Errorf("token review: %w", err)

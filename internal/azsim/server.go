@@ -3,6 +3,15 @@
 // aad-pod-identity NMI per node, all from one bbolt store in a data
 // directory, over TLS with its own CA. The official Azure SDK for Go works
 // against it unchanged but for its transport (see Server.HTTPClient).
+//
+// azsim is the witness the product is tested against, so it shares no
+// logic with it: its server side is written from the services' public
+// behaviour, and no azsim package imports a product package
+// (TestWitnessImportsNoProduct). The one shared piece is on the client
+// side: NewTransport, which tools and tests use to reach azsim, is built on
+// the product's internal/httpclient (CA files, host overrides); it decides
+// nothing azsim checks. internal/pki (the local CAs) and internal/version
+// are infrastructure, not product logic.
 package azsim
 
 import (

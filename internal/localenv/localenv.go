@@ -21,7 +21,6 @@ import (
 
 	"kvmount.dev/kvmount/internal/azsim"
 	"kvmount.dev/kvmount/internal/azsim/cli"
-	"kvmount.dev/kvmount/internal/azure/identitybinding"
 	"kvmount.dev/kvmount/internal/localcluster"
 )
 
@@ -284,7 +283,7 @@ func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
 		args = append(args, "--kubeconfig", kubeconfig, "--trust-ca", e.Cluster.CAPath())
 		// AKS identity binding's token proxy, with a certificate from the
 		// cluster's CA for the name the control plane's ID gives.
-		cert, key, err := e.Cluster.IssueServingCert("token-proxy", []string{identitybinding.SNIName(e.ControlPlaneID)})
+		cert, key, err := e.Cluster.IssueServingCert("token-proxy", []string{azsim.TokenProxyServerName(e.ControlPlaneID)})
 		if err != nil {
 			return err
 		}
@@ -341,16 +340,10 @@ func (e *Env) aksNodes(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeRG, _ := show["nodeResourceGroup"].(string)
-	list, err := e.Azsim(ctx, "vmss list", map[string]any{"resourceGroup": nodeRG})
+	nodeRG, vmss, err := e.nodePool(ctx, show)
 	if err != nil {
 		return nil, err
 	}
-	sets, _ := list["value"].([]any)
-	if len(sets) != 1 {
-		return nil, fmt.Errorf("node resource group %s holds %d scale sets, want 1", nodeRG, len(sets))
-	}
-	vmss, _ := sets[0].(map[string]any)["name"].(string)
 	inst, err := e.Azsim(ctx, "vmss list-instances", map[string]any{"resourceGroup": nodeRG, "name": vmss})
 	if err != nil {
 		return nil, err
@@ -366,6 +359,41 @@ func (e *Env) aksNodes(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("the AKS cluster record has %d nodes; %d asked for: remove %s to start afresh", len(names), e.cfg.Nodes, e.cfg.Dir)
 	}
 	return names, nil
+}
+
+// NodePool returns the AKS cluster record's node resource group and its
+// node pool's scale set.
+func (e *Env) NodePool(ctx context.Context) (nodeRG, vmss string, err error) {
+	show, err := e.Azsim(ctx, "aks show", map[string]any{"resourceGroup": ResourceGroup, "name": ClusterName})
+	if err != nil {
+		return "", "", err
+	}
+	return e.nodePool(ctx, show)
+}
+
+func (e *Env) nodePool(ctx context.Context, aks map[string]any) (string, string, error) {
+	nodeRG, _ := aks["nodeResourceGroup"].(string)
+	list, err := e.Azsim(ctx, "vmss list", map[string]any{"resourceGroup": nodeRG})
+	if err != nil {
+		return "", "", err
+	}
+	vmss, err := onlyScaleSet(nodeRG, list)
+	return nodeRG, vmss, err
+}
+
+// onlyScaleSet is the name of the one scale set an `az vmss list` answer
+// holds: the local AKS record has one node pool.
+func onlyScaleSet(rg string, list map[string]any) (string, error) {
+	sets, _ := list["value"].([]any)
+	if len(sets) != 1 {
+		return "", fmt.Errorf("node resource group %s holds %d scale sets, want 1 (the node pool): remove the environment's dir to start afresh", rg, len(sets))
+	}
+	m, _ := sets[0].(map[string]any)
+	name, _ := m["name"].(string)
+	if name == "" {
+		return "", fmt.Errorf("node resource group %s: the scale set has no name", rg)
+	}
+	return name, nil
 }
 
 // writeCloudEnv writes the AzureStackCloud file that points at azsim.

@@ -185,6 +185,15 @@ func updateObject(h *Handler, r *http.Request, v store.Vault, o op) (int, any, e
 	return http.StatusOK, certBundle(base, c), nil
 }
 
+// SetSecretEnabled enables or disables one version of a secret (the
+// newest for an empty version), as a PATCH of its attributes does.
+func (h *Handler) SetSecretEnabled(vault, name, version string, enabled bool) (store.Secret, error) {
+	now := h.cfg.Now().UTC()
+	return update(h, strings.ToLower(vault), op{kind: kindSecrets, name: name, version: version}, func(s *store.Secret) {
+		s.Attributes.Enabled, s.Attributes.Updated = enabled, now
+	})
+}
+
 // update loads one version (the newest for an empty version), applies f and
 // saves it back, in one transaction.
 func update[T object](h *Handler, vault string, o op, f func(*T)) (T, error) {

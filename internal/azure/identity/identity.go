@@ -1,23 +1,28 @@
 // Package identity gives each mount a token credential for its identity
 // mode. Credentials that only prove who the caller is (VM managed identity,
-// workload identity, service principal) are long-lived and shared by every
-// mount of the same principal, so tokens are cached across mounts instead
-// of fetched per mount as upstream does; concurrent identical token
-// requests are coalesced, and IMDS is kept under its limits.
+// service principal) are long-lived and shared by every mount of the same
+// principal, so tokens are cached across mounts instead of fetched per
+// mount as upstream does; concurrent identical token requests are
+// coalesced, and IMDS is kept under its limits.
 //
-// Pod identity is different: NMI's answer is also an authorization
-// decision (is this pod still bound to an identity?), which changes when a
-// label or an AzureIdentityBinding does. So a pod-identity credential is
-// made per mount and asks NMI every time; NMI itself caches tokens.
+// Where the token request is also an authorization decision that can be
+// revoked, the cache may not answer for it. Pod identity: NMI decides on
+// every mount (is this pod still bound?), so a pod-identity credential is
+// made per mount and asks NMI every time; NMI caches tokens itself.
+// Workload identity and identity binding: Entra ID or the AKS token proxy
+// decides whether the service account may still use the identity, so a
+// pod's first mount always exchanges its own service-account token, and a
+// cached token serves only republishes of pods already authorized, within
+// one rotation epoch (gate, in exchange.go).
 //
 // Credentials are keyed by everything that decides which principal they
 // authenticate: the IMDS identity for VM managed identity, (authority,
 // tenant, client, service account) for workload identity and identity
-// binding, (authority,
-// tenant, client, secret hash) for a service principal. Two mounts share a
-// credential only when they would present the same proof of identity. The
-// store is bounded (size and idle time), so service accounts and secrets
-// seen once do not stay in memory.
+// binding, (authority, tenant, client, secret hash) for a service
+// principal. Two mounts share a credential only when they would present
+// the same proof of identity. The store is bounded (size and idle time), so
+// service accounts and secrets seen once do not stay in memory, and so is
+// the set of pods known to be authorized.
 package identity
 
 import (
@@ -30,7 +35,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -40,6 +44,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identitybinding"
+	"kvmount.dev/kvmount/internal/epoch"
 	"kvmount.dev/kvmount/internal/lru"
 )
 
@@ -61,22 +66,33 @@ type Options struct {
 	IdleTTL time.Duration
 	// MaxCredentials bounds the credentials kept (default 4096).
 	MaxCredentials int
-	Now            func() time.Time
+	// Epochs are the rotation epochs (the node cache's): a workload
+	// identity's or identity binding's cached token answers republishes
+	// only within the epoch in which its principal last passed a fresh
+	// exchange. A zero period: every mount exchanges afresh.
+	Epochs epoch.Clock
+	// MaxAuthorized bounds the pods remembered as authorized (default
+	// 65536); a pod forgotten exchanges afresh at its next republish.
+	MaxAuthorized int
+	Now           func() time.Time
 }
 
 // Source hands out credentials.
 type Source struct {
 	opts  Options
 	creds *lru.Cache[string, *entry]
-	imds  *http.Client
+	// authorized holds credential key + pod UID of the pods that passed a
+	// fresh exchange (workload identity, identity binding).
+	authorized *lru.Cache[string, struct{}]
+	imds       *http.Client
 }
 
+// entry is a principal's credential: cred (shared, cached tokens) or, for
+// workload identity and identity binding, gate.
 type entry struct {
-	cred azcore.TokenCredential
-	// assertion holds the newest service-account token of a workload
-	// identity; the credential reads it whenever it needs a new token.
-	assertion *assertion
-	endpoint  string
+	cred     azcore.TokenCredential
+	gate     *gate
+	endpoint string
 }
 
 // DefaultIMDS is where the Azure SDK sends IMDS requests: the provider's
@@ -97,6 +113,9 @@ func NewSource(opts Options) *Source {
 	if opts.MaxCredentials == 0 {
 		opts.MaxCredentials = 4096
 	}
+	if opts.MaxAuthorized == 0 {
+		opts.MaxAuthorized = 65536
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -106,7 +125,8 @@ func NewSource(opts Options) *Source {
 	if opts.LocalHTTPClient == nil {
 		opts.LocalHTTPClient = opts.HTTPClient
 	}
-	s := &Source{opts: opts, creds: lru.New[string, *entry](opts.MaxCredentials, opts.IdleTTL, opts.Now)}
+	s := &Source{opts: opts, creds: lru.New[string, *entry](opts.MaxCredentials, opts.IdleTTL, opts.Now),
+		authorized: lru.New[string, struct{}](opts.MaxAuthorized, opts.IdleTTL, opts.Now)}
 	s.imds = newIMDSClient(opts.IMDSEndpoint, opts.LocalHTTPClient.Transport)
 	return s
 }
@@ -121,8 +141,15 @@ type Credential struct {
 	Endpoint string
 }
 
-// For returns the credential for cfg's identity.
+// For returns the credential for cfg's identity, for a first mount.
 func (s *Source) For(cfg config.Config) (Credential, error) {
+	return s.ForMount(context.Background(), cfg, false)
+}
+
+// ForMount returns the credential for cfg's identity; republish says the
+// mount is a rotation of a mounted volume, which a workload identity's or
+// identity binding's cached token may serve if its pod was authorized.
+func (s *Source) ForMount(ctx context.Context, cfg config.Config, republish bool) (Credential, error) {
 	key, err := credentialKey(cfg)
 	if err != nil {
 		return Credential{}, err
@@ -131,14 +158,29 @@ func (s *Source) For(cfg config.Config) (Credential, error) {
 		nmi := &nmiCredential{endpoint: s.opts.NMIEndpoint, pod: cfg.Pod, client: s.opts.LocalHTTPClient}
 		return Credential{TokenCredential: nmi, Key: key, Endpoint: s.opts.NMIEndpoint}, nil
 	}
-	e, err := s.creds.GetOrAdd(key, func() (*entry, error) { return s.newEntry(cfg) })
+	// The token proxy is found (which may dial the API server) before the
+	// store's lock is taken: other mounts never wait behind it.
+	var proxy policy.Transporter
+	if cfg.Mode == config.ModeIdentityBinding {
+		if s.opts.TokenProxy == nil {
+			return Credential{}, ErrNoTokenProxy
+		}
+		if proxy, err = s.opts.TokenProxy.Transport(ctx); err != nil {
+			return Credential{}, err
+		}
+	}
+	e, err := s.creds.GetOrAdd(key, func() (*entry, error) { return s.newEntry(cfg, proxy) })
 	if err != nil {
 		return Credential{}, err
 	}
-	if e.assertion != nil {
-		e.assertion.set(cfg.ServiceAccountToken)
+	if e.gate == nil {
+		return Credential{TokenCredential: e.cred, Key: key, Endpoint: e.endpoint}, nil
 	}
-	return Credential{TokenCredential: e.cred, Key: key, Endpoint: e.endpoint}, nil
+	pod := key + "|" + cfg.Pod.UID
+	_, known := s.authorized.Get(pod)
+	g := &gated{g: e.gate, assertion: cfg.ServiceAccountToken, cached: republish && known && cfg.Pod.UID != "",
+		passed: func() { s.authorized.Put(pod, struct{}{}) }}
+	return Credential{TokenCredential: g, Key: key, Endpoint: e.endpoint}, nil
 }
 
 // Len is the number of credentials kept.
@@ -171,20 +213,21 @@ func credentialKey(cfg config.Config) (string, error) {
 
 var errUnknownMode = fmt.Errorf("unknown identity mode")
 
-func (s *Source) newEntry(cfg config.Config) (*entry, error) {
+func (s *Source) newEntry(cfg config.Config, proxy policy.Transporter) (*entry, error) {
 	authority := strings.TrimSuffix(cfg.Cloud.AuthorityHost, "/") + "/" + cfg.TenantID
 	switch cfg.Mode {
 	case config.ModeVMManagedIdentity:
-		cred, err := s.managedIdentity(cfg)
-		return &entry{cred: coalesce(cred), endpoint: s.opts.IMDSEndpoint}, err
+		cred := newIMDSCredential(s.imds, s.opts.IMDSEndpoint, cfg.UserAssignedIdentityID)
+		return &entry{cred: coalesce(cred), endpoint: s.opts.IMDSEndpoint}, nil
 	case config.ModeWorkloadIdentity:
-		a := &assertion{}
-		a.set(cfg.ServiceAccountToken)
 		opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: !knownAuthority(cfg)}
-		cred, err := azidentity.NewClientAssertionCredential(cfg.TenantID, cfg.ClientID, a.get, opts)
-		return &entry{cred: coalesce(cred), assertion: a, endpoint: authority}, err
+		return &entry{gate: s.newGate(cfg, opts), endpoint: authority}, nil
 	case config.ModeIdentityBinding:
-		return s.identityBinding(cfg)
+		// MSAL's instance discovery is off, as the proxy serves the
+		// tenant's own endpoints only.
+		opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: true}
+		opts.Transport = proxy
+		return &entry{gate: s.newGate(cfg, opts), endpoint: "AKS token proxy " + s.opts.TokenProxy.Endpoint()}, nil
 	case config.ModeServicePrincipal:
 		opts := &azidentity.ClientSecretCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: !knownAuthority(cfg)}
 		cred, err := azidentity.NewClientSecretCredential(cfg.TenantID, cfg.SPClientID, cfg.SPClientSecret, opts)
@@ -197,42 +240,19 @@ func (s *Source) newEntry(cfg config.Config) (*entry, error) {
 // proxy configured.
 var ErrNoTokenProxy = errors.New("identity binding: this provider has no token proxy configured")
 
-// identityBinding is workload identity's client-assertion credential with
-// every Entra ID request sent to AKS's token proxy. MSAL's instance
-// discovery is off, as the proxy serves the tenant's own endpoints only.
-func (s *Source) identityBinding(cfg config.Config) (*entry, error) {
-	if s.opts.TokenProxy == nil {
-		return nil, ErrNoTokenProxy
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	tr, err := s.opts.TokenProxy.Transport(ctx)
-	if err != nil {
-		return nil, err
-	}
-	a := &assertion{}
-	a.set(cfg.ServiceAccountToken)
-	opts := &azidentity.ClientAssertionCredentialOptions{ClientOptions: s.clientOptions(cfg), DisableInstanceDiscovery: true}
-	opts.Transport = tr
-	cred, err := azidentity.NewClientAssertionCredential(cfg.TenantID, cfg.ClientID, a.get, opts)
-	return &entry{cred: coalesce(cred), assertion: a, endpoint: "AKS token proxy " + s.opts.TokenProxy.Endpoint()}, err
-}
-
-func (s *Source) managedIdentity(cfg config.Config) (azcore.TokenCredential, error) {
-	opts := &azidentity.ManagedIdentityCredentialOptions{}
-	if id := cfg.UserAssignedIdentityID; id != "" {
-		if strings.HasPrefix(strings.ToLower(id), "/subscriptions/") {
-			opts.ID = azidentity.ResourceID(id)
-		} else {
-			opts.ID = azidentity.ClientID(id)
+// newGate is a workload identity's (or, with the proxy's transport in
+// opts, an identity binding's) gate: each fresh exchange is a new
+// client-assertion credential holding one pod's service-account token, so
+// no token cache of the SDK's can answer it.
+func (s *Source) newGate(cfg config.Config, opts *azidentity.ClientAssertionCredentialOptions) *gate {
+	tenant, client := cfg.TenantID, cfg.ClientID
+	return newGate(s.opts.Epochs, s.opts.Now, func(ctx context.Context, assertion string, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
+		cred, err := azidentity.NewClientAssertionCredential(tenant, client, func(context.Context) (string, error) { return assertion, nil }, opts)
+		if err != nil {
+			return azcore.AccessToken{}, err
 		}
-	}
-	opts.Transport = s.imds
-	// IMDS answers identity errors with a 400 at once; the retries are for
-	// its transient 404/410/429/5xx, kept well inside kubelet's deadline,
-	// and a hanging IMDS is given up on per try.
-	opts.Retry = policy.RetryOptions{MaxRetries: 3, RetryDelay: time.Second, MaxRetryDelay: 8 * time.Second, TryTimeout: 10 * time.Second}
-	return azidentity.NewManagedIdentityCredential(opts)
+		return cred.GetToken(ctx, tro)
+	})
 }
 
 func (s *Source) clientOptions(cfg config.Config) azcore.ClientOptions {
@@ -308,22 +328,4 @@ func PrincipalOf(token string) (Principal, bool) {
 		app = c.AZP
 	}
 	return Principal{TenantID: c.TenantID, ObjectID: c.ObjectID, ClientID: app}, true
-}
-
-// assertion is a workload identity's current service-account token.
-type assertion struct {
-	mu  sync.Mutex
-	tok string
-}
-
-func (a *assertion) set(t string) {
-	a.mu.Lock()
-	a.tok = t
-	a.mu.Unlock()
-}
-
-func (a *assertion) get(context.Context) (string, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.tok, nil
 }

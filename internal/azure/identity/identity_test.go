@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,8 @@ import (
 	"kvmount.dev/kvmount/internal/azsim"
 	"kvmount.dev/kvmount/internal/azsim/azsimtest"
 	"kvmount.dev/kvmount/internal/azure/config"
+	"kvmount.dev/kvmount/internal/azure/identitybinding"
+	"kvmount.dev/kvmount/internal/epoch"
 )
 
 // counter counts the requests a credential really sends, by host and path.
@@ -101,8 +105,6 @@ func (f *fixture) cfg(mode config.Mode) config.Config {
 
 // TestVMManagedIdentity: one credential per IMDS identity (client ID case
 // does not matter), its token cached, so a second mount sends nothing.
-// (The SDK's managed-identity token cache is process-wide, so every test
-// uses identities of its own: fresh client IDs.)
 func TestVMManagedIdentity(t *testing.T) {
 	f := newFixture(t)
 	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "a"})
@@ -137,9 +139,10 @@ func TestVMManagedIdentity(t *testing.T) {
 }
 
 // TestWorkloadIdentity: keyed by (authority, tenant, client, service
-// account); a newer service-account token replaces the old one in the
-// shared credential; its Entra token is cached; another service account
-// gets its own credential and its own token request.
+// account); every first mount exchanges its own service-account token (no
+// cache answers it); a republish of an authorized pod within the epoch is
+// answered by the cached token; another service account gets its own
+// credential.
 func TestWorkloadIdentity(t *testing.T) {
 	f := newFixture(t)
 	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
@@ -147,15 +150,16 @@ func TestWorkloadIdentity(t *testing.T) {
 		mustAdmin(t, f.sim, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: sa,
 			Issuer: f.issuer.URL, Subject: "system:serviceaccount:ns:" + sa})
 	}
-	src := f.source(Options{})
-	cfgFor := func(sa string) config.Config {
+	now := time.Now()
+	src := f.source(Options{Epochs: epoch.Clock{Period: 2 * time.Minute}, Now: func() time.Time { return now }})
+	cfgFor := func(sa, uid string) config.Config {
 		c := f.cfg(config.ModeWorkloadIdentity)
-		c.ClientID, c.ServiceAccountToken = ua["clientId"].(string), f.issuer.Token("ns", sa)
+		c.ClientID, c.ServiceAccountToken, c.Pod.UID = ua["clientId"].(string), f.issuer.Token("ns", sa), uid
 		return c
 	}
-	a1, _ := src.For(cfgFor("app"))
-	a2, _ := src.For(cfgFor("app"))
-	b, _ := src.For(cfgFor("other"))
+	a1, _ := src.For(cfgFor("app", "pod-1"))
+	a2, _ := src.For(cfgFor("app", "pod-2"))
+	b, _ := src.For(cfgFor("other", "pod-3"))
 	if a1.Key != a2.Key || a1.Key == b.Key {
 		t.Fatalf("keys %q %q %q", a1.Key, a2.Key, b.Key)
 	}
@@ -165,11 +169,71 @@ func TestWorkloadIdentity(t *testing.T) {
 	f.token(t, a1)
 	f.token(t, a2)
 	f.token(t, b)
-	if n := f.http.count("/oauth2/v2.0/token"); n != 2 {
-		t.Errorf("%d Entra token requests for three mounts of two service accounts, want 2", n)
+	if n := f.http.count("/oauth2/v2.0/token"); n != 3 {
+		t.Errorf("%d Entra token requests for three first mounts, want 3 (each presents its own token)", n)
+	}
+	r1, _ := src.ForMount(context.Background(), cfgFor("app", "pod-1"), true)
+	f.token(t, r1)
+	if n := f.http.count("/oauth2/v2.0/token"); n != 3 {
+		t.Errorf("a republish of an authorized pod in the same epoch sent a token request (%d)", n)
+	}
+	stranger, _ := src.ForMount(context.Background(), cfgFor("app", "pod-never-mounted"), true)
+	f.token(t, stranger)
+	if n := f.http.count("/oauth2/v2.0/token"); n != 4 {
+		t.Errorf("a republish of a pod that never passed an exchange was answered from the cache (%d requests)", n)
 	}
 	if src.Len() != 2 {
 		t.Errorf("%d credentials kept, want 2", src.Len())
+	}
+}
+
+// TestRevocation: deleting the federated credential stops a workload
+// identity at once for new pods and within one rotation epoch for running
+// ones: a new pod's first mount is refused (no cached token answers it),
+// and the refusal drops the cached token, so the running pod's next
+// republish exchanges again and is refused too; without the refusal, the
+// running pod's first republish of the next epoch exchanges afresh.
+func TestRevocation(t *testing.T) {
+	f := newFixture(t)
+	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	mustAdmin(t, f.sim, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc",
+		Issuer: f.issuer.URL, Subject: "system:serviceaccount:ns:app"})
+	now := time.Now()
+	src := f.source(Options{Epochs: epoch.Clock{Period: 2 * time.Minute}, Now: func() time.Time { return now }})
+	cfgFor := func(uid string) config.Config {
+		c := f.cfg(config.ModeWorkloadIdentity)
+		c.ClientID, c.ServiceAccountToken, c.Pod.UID = ua["clientId"].(string), f.issuer.Token("ns", "app"), uid
+		return c
+	}
+	get := func(uid string, republish bool) error {
+		c, err := src.ForMount(context.Background(), cfgFor(uid), republish)
+		if err != nil {
+			return err
+		}
+		_, err = c.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{azsim.VaultResource + "/.default"}})
+		return err
+	}
+	if err := get("running", false); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	before := f.http.count("/oauth2/v2.0/token")
+	if err := get("running", true); err != nil || f.http.count("/oauth2/v2.0/token") != before+1 {
+		t.Fatalf("the first republish of a new epoch: %v, %d requests; want a fresh exchange", err, f.http.count("/oauth2/v2.0/token")-before)
+	}
+	if err := get("running", true); err != nil || f.http.count("/oauth2/v2.0/token") != before+1 {
+		t.Fatalf("a second republish in the epoch: %v; want the cached token", err)
+	}
+	mustAdmin(t, f.sim, "identity federated-credential delete", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc"})
+	if err := get("new-pod", false); err == nil {
+		t.Fatal("a pod created after the federated credential was deleted got a token")
+	}
+	if err := get("running", true); err == nil {
+		t.Fatal("after a refused exchange, the running pod's republish was still answered from the cache")
+	}
+	now = now.Add(2 * time.Minute)
+	if err := get("running", true); err == nil {
+		t.Fatal("the running pod got a token in the next epoch")
 	}
 }
 
@@ -291,3 +355,137 @@ func jwt(sub string) string {
 }
 
 func b64(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
+
+// TestDiscoveryOutsideTheStore: while identity binding's proxy discovery
+// hangs (an API server that accepts but never answers), a service
+// principal's mount gets its credential: discovery holds no lock of the
+// credential store.
+func TestDiscoveryOutsideTheStore(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c // held open, never answered
+		}
+	}()
+	ca := azsimtest.NewIssuer(t) // any CA will do: discovery never gets to verify
+	caPEM, _ := os.ReadFile(ca.CAFile)
+	proxy := identitybinding.New(identitybinding.Config{APIServer: "https://" + l.Addr().String(), CAData: caPEM})
+	src := NewSource(Options{TokenProxy: proxy})
+	cloud := config.Cloud{AuthorityHost: "https://login.example/"}
+	ib := config.Config{Mode: config.ModeIdentityBinding, TenantID: "t", ClientID: "c", Cloud: cloud, ServiceAccountToken: jwt("system:serviceaccount:ns:a")}
+	ibDone := make(chan error, 1)
+	go func() {
+		_, err := src.ForMount(context.Background(), ib, false)
+		ibDone <- err
+	}()
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("discovery never dialled the API server")
+	}
+	spDone := make(chan error, 1)
+	go func() {
+		_, err := src.For(config.Config{Mode: config.ModeServicePrincipal, TenantID: "t", SPClientID: "c", SPClientSecret: "s", Cloud: cloud})
+		spDone <- err
+	}()
+	select {
+	case err := <-spDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case err := <-ibDone:
+		t.Fatalf("the service principal waited for identity binding's discovery to end (%v)", err)
+	}
+	conn.Close()
+	if err := <-ibDone; err == nil {
+		t.Error("discovery against a server that never answered succeeded")
+	}
+}
+
+// TestManagedIdentityCacheIsTheCredentials: a VM managed identity's tokens
+// are cached in its credential, which the store bounds, not in a
+// process-wide cache: another source asks IMDS itself, and once the
+// identity's credential left the store, its token is gone with it.
+func TestManagedIdentityCacheIsTheCredentials(t *testing.T) {
+	f := newFixture(t)
+	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "a"})
+	mustAdmin(t, f.sim, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
+	now := time.Now()
+	clock := func() time.Time { return now }
+	c := f.cfg(config.ModeVMManagedIdentity)
+	c.UserAssignedIdentityID = ua["clientId"].(string)
+	one := f.source(Options{IdleTTL: time.Hour, Now: clock})
+	for _, src := range []*Source{one, one, f.source(Options{Now: clock})} {
+		cred, err := src.For(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.token(t, cred)
+	}
+	if n := f.http.count("/metadata/identity"); n != 2 {
+		t.Fatalf("%d IMDS requests for two sources (one asked twice), want 2", n)
+	}
+	now = now.Add(2 * time.Hour)
+	if one.Len() != 0 {
+		t.Fatalf("%d credentials after two idle hours, want 0", one.Len())
+	}
+	cred, _ := one.For(c)
+	f.token(t, cred)
+	if n := f.http.count("/metadata/identity"); n != 3 {
+		t.Errorf("%d IMDS requests: the forgotten identity's token was still cached somewhere", n)
+	}
+}
+
+// FuzzIMDSAnswer: any IMDS body gives a token with an expiry or an error,
+// never a panic; error descriptions stay short.
+func FuzzIMDSAnswer(f *testing.F) {
+	f.Add([]byte(`{"access_token":"t","expires_on":"1700000000","expires_in":"3599"}`))
+	f.Add([]byte(`{"access_token":"t","expires_in":"10"}`))
+	f.Add([]byte(`{"error":"invalid_request","error_description":"Identity not found"}`))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		tok, err := parseIMDSToken(body)
+		if err == nil && (tok.Token == "" || tok.ExpiresOn.IsZero()) {
+			t.Errorf("token %+v without a value or an expiry", tok)
+		}
+		if d := imdsDescription(body); len(d) > 300 && !strings.Contains(string(body), "error_description") {
+			t.Errorf("description of %d bytes", len(d))
+		}
+	})
+}
+
+// TestAuthorizedPodsBounded: the pods remembered as authorized are
+// bounded; a pod forgotten exchanges afresh at its next republish.
+func TestAuthorizedPodsBounded(t *testing.T) {
+	f := newFixture(t)
+	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	mustAdmin(t, f.sim, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "app",
+		Issuer: f.issuer.URL, Subject: "system:serviceaccount:ns:app"})
+	src := f.source(Options{MaxAuthorized: 10, Epochs: epoch.Clock{Period: time.Hour}})
+	cfg := f.cfg(config.ModeWorkloadIdentity)
+	cfg.ClientID, cfg.ServiceAccountToken = ua["clientId"].(string), f.issuer.Token("ns", "app")
+	for i := range 30 {
+		cfg.Pod.UID = fmt.Sprintf("pod-%d", i)
+		c, err := src.ForMount(context.Background(), cfg, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.token(t, c)
+	}
+	if n := src.authorized.Len(); n != 10 {
+		t.Fatalf("%d authorized pods remembered after 30, want the bound 10", n)
+	}
+	before := f.http.count("/oauth2/v2.0/token")
+	cfg.Pod.UID = "pod-0" // forgotten: the oldest
+	c, _ := src.ForMount(context.Background(), cfg, true)
+	f.token(t, c)
+	if f.http.count("/oauth2/v2.0/token") != before+1 {
+		t.Error("a forgotten pod's republish was answered from the cache")
+	}
+}

@@ -27,13 +27,11 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 )
-
-// Audience is the service-account token audience identity binding uses.
-const Audience = "api://AKSIdentityBinding"
 
 // Config says where the proxy is. Empty fields are found out: the proxy
 // URL is the API server's, the server name is computed from the API
@@ -47,45 +45,179 @@ type Config struct {
 	// which also signs the proxy's certificate.
 	APIServer string
 	CAData    []byte
+	// CAFile, when set, holds the CA instead of CAData and is read again
+	// whenever it changes: kubelet rotates the CA of a pod's projected
+	// service-account volume in place, and the proxy's certificate follows.
+	CAFile string
+	// Now is the clock of the discovery backoff (nil: time.Now).
+	Now func() time.Time
 }
 
-// Proxy builds the transport to the token proxy once, on first use, so
-// that a provider that never mounts with identity binding never dials it.
+// Proxy reaches the token proxy. Its transport is built on first use, so a
+// provider that never mounts with identity binding never dials it, and
+// built again when the CA changes. Building (which may read the API
+// server's certificate) runs once at a time, outside any lock callers
+// share, and a failure is not retried before a backoff (1 s doubling to
+// 1 min): a broken cluster costs one dial per backoff, not one per mount.
 type Proxy struct {
 	cfg Config
 
-	mu sync.Mutex
-	tr *transport
+	mu       sync.Mutex // guards the fields below
+	cur      *transport
+	ca       caState
+	lastErr  error
+	failures int
+	retryAt  time.Time
+	building chan struct{} // closed when the build in progress ends
+}
+
+// caState is the CA file as last read.
+type caState struct {
+	mod  time.Time
+	size int64
+	ino  uint64
+	pem  []byte
+}
+
+// inode is a file's inode number: a file replaced by rename (kubelet's
+// atomic writer) is a new inode even when its size and time look the same.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
 
 // New returns a Proxy for cfg.
-func New(cfg Config) *Proxy { return &Proxy{cfg: cfg} }
+func New(cfg Config) *Proxy {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Proxy{cfg: cfg}
+}
 
 // ErrNotConfigured is a provider that cannot tell where the proxy is.
 var ErrNotConfigured = errors.New("identity binding: the token proxy is unknown")
 
+// Discovery backoff bounds.
+const (
+	minBackoff = time.Second
+	maxBackoff = time.Minute
+)
+
+// Ready builds the transport if it is not built for the current CA, or
+// returns the last build's error while its backoff lasts.
+func (p *Proxy) Ready(ctx context.Context) error {
+	_, err := p.current(ctx)
+	return err
+}
+
 // Transport is the transport to the proxy, for a credential's
-// ClientOptions.
+// ClientOptions: it stays valid across CA rotations (each request uses the
+// transport built for the current CA). It fails when Ready does.
 func (p *Proxy) Transport(ctx context.Context) (policy.Transporter, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tr != nil {
-		return p.tr, nil
+	if err := p.Ready(ctx); err != nil {
+		return nil, err
 	}
-	tr, err := p.build(ctx)
+	return proxyTransport{p}, nil
+}
+
+type proxyTransport struct{ p *Proxy }
+
+// Do implements policy.Transporter.
+func (t proxyTransport) Do(req *http.Request) (*http.Response, error) {
+	tr, err := t.p.current(req.Context())
 	if err != nil {
 		return nil, err
 	}
-	p.tr = tr
-	return tr, nil
+	return tr.Do(req)
+}
+
+// current returns the transport for the current CA, building it (once
+// among concurrent callers) when there is none or the CA changed.
+func (p *Proxy) current(ctx context.Context) (*transport, error) {
+	for {
+		pemNow, changed := p.readCA()
+		p.mu.Lock()
+		switch {
+		case p.cur != nil && !changed:
+			tr := p.cur
+			p.mu.Unlock()
+			return tr, nil
+		case p.building != nil:
+			wait := p.building
+			p.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case p.lastErr != nil && !changed && p.cfg.Now().Before(p.retryAt):
+			err := p.lastErr
+			p.mu.Unlock()
+			return nil, err
+		}
+		done := make(chan struct{})
+		p.building = done
+		p.mu.Unlock()
+		// The build serves every waiter: it runs on a context of its own,
+		// so that the caller giving up does not fail it for the others.
+		tr, err := p.build(context.WithoutCancel(ctx), pemNow)
+		p.finish(tr, err, done)
+		if err != nil {
+			return nil, err
+		}
+		return tr, nil
+	}
+}
+
+// finish records a build's outcome and wakes its waiters.
+func (p *Proxy) finish(tr *transport, err error, done chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.building = nil
+	close(done)
+	if err != nil {
+		p.failures++
+		backoff := min(minBackoff<<min(p.failures-1, 10), maxBackoff)
+		p.lastErr, p.retryAt = err, p.cfg.Now().Add(backoff)
+		return
+	}
+	if p.cur != nil {
+		p.cur.rt.CloseIdleConnections()
+	}
+	p.cur, p.lastErr, p.failures = tr, nil, 0
+}
+
+// readCA returns the CA (PEM) and whether it differs from the one the
+// current transport trusts. The file is read only when its size or time
+// changed since the last read.
+func (p *Proxy) readCA() ([]byte, bool) {
+	if p.cfg.CAFile == "" {
+		return p.cfg.CAData, false
+	}
+	fi, err := os.Stat(p.cfg.CAFile)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil || (fi.ModTime().Equal(p.ca.mod) && fi.Size() == p.ca.size && inode(fi) == p.ca.ino) {
+		return p.ca.pem, false
+	}
+	b, err := os.ReadFile(p.cfg.CAFile)
+	if err != nil {
+		return p.ca.pem, false
+	}
+	changed := string(b) != string(p.ca.pem)
+	p.ca = caState{mod: fi.ModTime(), size: fi.Size(), ino: inode(fi), pem: b}
+	return b, changed
 }
 
 // Endpoint names the proxy for error messages.
 func (p *Proxy) Endpoint() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.tr != nil {
-		return p.tr.base.String() + " (server name " + p.tr.sni + ")"
+	if p.cur != nil {
+		return p.cur.base.String() + " (server name " + p.cur.sni + ")"
 	}
 	if p.cfg.ProxyURL != "" {
 		return p.cfg.ProxyURL
@@ -93,9 +225,9 @@ func (p *Proxy) Endpoint() string {
 	return p.cfg.APIServer
 }
 
-func (p *Proxy) build(ctx context.Context) (*transport, error) {
+func (p *Proxy) build(ctx context.Context, caPEM []byte) (*transport, error) {
 	pool := x509.NewCertPool()
-	if len(p.cfg.CAData) == 0 || !pool.AppendCertsFromPEM(p.cfg.CAData) {
+	if len(caPEM) == 0 || !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("%w: no cluster CA to trust it with (run the provider in a pod, or give --kubeconfig)", ErrNotConfigured)
 	}
 	raw := p.cfg.ProxyURL
@@ -111,7 +243,9 @@ func (p *Proxy) build(ctx context.Context) (*transport, error) {
 	}
 	sni := p.cfg.SNIName
 	if sni == "" {
-		if sni, err = discoverSNI(ctx, p.cfg.APIServer, pool); err != nil {
+		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if sni, err = discoverSNI(dctx, p.cfg.APIServer, pool); err != nil {
 			return nil, err
 		}
 	}
@@ -213,13 +347,4 @@ func (t *transport) Do(req *http.Request) (*http.Response, error) {
 	out.URL.RawQuery = q
 	out.Host = ""
 	return t.rt.RoundTrip(out)
-}
-
-// ReadCAFile reads a CA bundle, or nil when there is none.
-func ReadCAFile(path string) []byte {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	return b
 }

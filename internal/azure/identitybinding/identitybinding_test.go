@@ -4,11 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"kvmount.dev/kvmount/internal/pki"
 )
@@ -119,5 +124,135 @@ func TestTransport(t *testing.T) {
 	// Without a CA there is no proxy to trust.
 	if _, err := New(Config{ProxyURL: proxy.URL}).Transport(context.Background()); !errors.Is(err, ErrNotConfigured) {
 		t.Errorf("no CA: %v", err)
+	}
+}
+
+// TestDiscoveryOnceWithBackoff: concurrent first uses discover the proxy
+// once; a failed discovery is not retried by every mount but after a
+// backoff, and succeeds once the API server answers.
+func TestDiscoveryOnceWithBackoff(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var dials atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			dials.Add(1)
+			c.Close() // no TLS: discovery fails
+		}
+	}()
+	ca, err := pki.LoadOrCreateCA(t.TempDir(), "cluster CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(ca.CertPath)
+	now := time.Unix(1_900_000_000, 0)
+	p := New(Config{APIServer: "https://" + l.Addr().String(), CAData: caPEM, Now: func() time.Time { return now }})
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if err := p.Ready(context.Background()); err == nil {
+				t.Error("discovery against a server without TLS succeeded")
+			}
+		})
+	}
+	wg.Wait()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d dials for 10 concurrent mounts, want 1", n)
+	}
+	for range 5 {
+		_ = p.Ready(context.Background())
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d dials: mounts within the backoff retried discovery", n)
+	}
+	now = now.Add(2 * time.Second)
+	_ = p.Ready(context.Background())
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials after the backoff, want 2", n)
+	}
+}
+
+// TestCARotation: the provider's CA file is read again when it changes, as
+// kubelet rotates a projected service account's ca.crt: a proxy whose new
+// certificate the new CA signed is trusted without restarting the
+// provider, by the same transport a credential already holds.
+func TestCARotation(t *testing.T) {
+	dir := t.TempDir()
+	oldCA, err := pki.LoadOrCreateCA(t.TempDir(), "old CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCA, err := pki.LoadOrCreateCA(t.TempDir(), "new CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sni := SNIName("0123456789abcdef01234567")
+	certOf := func(ca *pki.CA, name string) tls.Certificate {
+		certPath, keyPath, err := ca.Issue(dir, name, pki.Spec{CommonName: sni, DNSNames: []string{sni}, Server: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.LoadX509KeyPair(certPath, keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var current atomic.Pointer[tls.Certificate]
+	oldCert, newCert := certOf(oldCA, "old-proxy"), certOf(newCA, "new-proxy")
+	current.Store(&oldCert)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.TLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }}
+	srv.StartTLS()
+	defer srv.Close()
+	caFile := filepath.Join(dir, "ca.crt")
+	copyFile(t, oldCA.CertPath, caFile)
+
+	tr, err := New(Config{ProxyURL: srv.URL, SNIName: sni, CAFile: caFile}).Transport(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func() error {
+		req, _ := http.NewRequest(http.MethodPost, "https://login.microsoftonline.com/t/oauth2/v2.0/token", nil)
+		resp, err := tr.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := call(); err != nil {
+		t.Fatalf("before the rotation: %v", err)
+	}
+	current.Store(&newCert)
+	srv.CloseClientConnections()
+	if err := call(); err == nil {
+		t.Fatal("a proxy certificate from the new CA was trusted before the CA file changed")
+	}
+	copyFile(t, newCA.CertPath, caFile)
+	if err := call(); err != nil {
+		t.Fatalf("after the CA file rotated: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new file renamed into place, as kubelet's atomic writer does.
+	tmp := to + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, to); err != nil {
+		t.Fatal(err)
 	}
 }

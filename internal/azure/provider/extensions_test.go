@@ -3,10 +3,12 @@ package provider_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
 // spMount is a service principal's credentials for nodePublishSecretRef.
@@ -22,7 +24,8 @@ func spMount(t *testing.T, s *azsim.Server) (map[string]string, string) {
 // A 403 still fails unless optionalWhenForbidden says otherwise, and a
 // required object that is missing fails as before.
 func TestOptionalObjects(t *testing.T) {
-	s, e, creds := presentAndDisabled(t)
+	clk := newClock()
+	s, e, creds := presentAndDisabled(t, func(rc *provider.RunConfig) { rc.Now = clk.now })
 
 	p := e.baseParams("objectName: secret1\nobjectType: secret", "objectName: later\nobjectType: secret\noptional: true",
 		"objectName: off\nobjectType: secret\noptional: true")
@@ -50,6 +53,17 @@ func TestOptionalObjects(t *testing.T) {
 	if f := filesOf(resp)["later"]; f == nil || string(f.Contents) != "appeared" {
 		t.Errorf("the object created later is not written by rotation: %v", filesOf(resp))
 	}
+	// Disabled later: its file leaves the volume on the next rotation,
+	// and the pod is told (not only on its first mount).
+	admin(t, s, "keyvault secret set-attributes", azsim.SecretAttrArgs{VaultName: "kv1", Name: "later", Enabled: ptr(false)})
+	clk.advance(2 * time.Minute) // the next rotation epoch
+	resp, err = e.republish(p, creds, resp)
+	if err != nil || filesOf(resp)["later"] != nil {
+		t.Fatalf("after disabling: %v, files %v", err, filesOf(resp))
+	}
+	if !strings.Contains(e.logs.String(), `object=secret/later why="it is disabled" removed=true`) {
+		t.Errorf("the removal of an optional object's file was not reported:\n%s", e.logs.String())
+	}
 
 	// A required object that is missing still fails.
 	_, err = e.mount(e.baseParams("objectName: nothere\nobjectType: secret"), creds)
@@ -71,19 +85,19 @@ func TestOptionalObjects(t *testing.T) {
 // presentAndDisabled is a provider reading kv1, which holds secret1
 // ("present") and a disabled secret "off", with a service principal
 // allowed to read it.
-func presentAndDisabled(t *testing.T) (*azsim.Server, *env, map[string]string) {
+func presentAndDisabled(t *testing.T, tune func(*provider.RunConfig)) (*azsim.Server, *env, map[string]string) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "present")
 	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "off", Value: "x", Disabled: true})
 	creds, app := spMount(t, s)
 	grant(t, s, app)
-	return s, startProvider(t, s, cloudEnv, nil), creds
+	return s, startProvider(t, s, cloudEnv, tune), creds
 }
 
 // TestEveryFailureListed: when several objects fail, the message names
 // each with its own reason and fix.
 func TestEveryFailureListed(t *testing.T) {
-	_, e, creds := presentAndDisabled(t)
+	_, e, creds := presentAndDisabled(t, nil)
 	_, err := e.mount(e.baseParams("objectName: secret1\nobjectType: secret", "objectName: gone\nobjectType: secret",
 		"objectName: off\nobjectType: secret", "objectName: k\nobjectType: key"), creds)
 	wantCode(t, err, codes.NotFound, "3 objects failed", `(1) secret "gone" does not exist`, `(2) secret "off" in key vault "kv1" is disabled`, `(3) key "k" does not exist`)
