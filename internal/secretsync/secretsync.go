@@ -35,6 +35,14 @@ import (
 // ManagedLabel marks Secrets the driver created, as upstream does.
 const ManagedLabel = "secrets-store.csi.k8s.io/managed"
 
+// ClassAnnotation names the SecretProviderClass whose secretObjects created
+// a managed Secret: that class alone writes it. Upstream lets any class of
+// the namespace overwrite a Secret another class syncs, so one team's
+// class could replace another's data; kvmount refuses (OwnedByOtherClass).
+// A managed Secret without the annotation (synced before kvmount recorded
+// it) belongs to the first class that syncs it after the upgrade.
+const ClassAnnotation = "secrets-store.kvmount.dev/secret-provider-class"
+
 // NotManagedError is a Secret of the same name that the driver did not
 // create. The driver never takes one over: it would overwrite its data and
 // make it pod-owned, so deleted with the pod — a way for anyone who may
@@ -48,10 +56,22 @@ func (e *NotManagedError) Error() string {
 	return fmt.Sprintf("Secret %s/%s exists and was not created by the Secrets Store CSI driver (it lacks the label %s=true), so it is left alone: choose another secretName, or delete that Secret and let the driver create it", e.Namespace, e.Name, ManagedLabel)
 }
 
-// Owner is the pod a Secret is synced for.
+// OwnedByOtherClassError is a managed Secret that another
+// SecretProviderClass of the namespace syncs.
+type OwnedByOtherClassError struct {
+	Namespace, Name, Owner, Class string
+}
+
+func (e *OwnedByOtherClassError) Error() string {
+	return fmt.Sprintf("Secret %s/%s is synced by SecretProviderClass %s (annotation %s), so class %s may not write it: give one of the two classes another secretName", e.Namespace, e.Name, e.Owner, ClassAnnotation, e.Class)
+}
+
+// Owner is the pod a Secret is synced for, and the class it mounts.
 type Owner struct {
 	Namespace, Name string
 	UID             types.UID
+	// Class is the SecretProviderClass whose secretObjects are synced.
+	Class string
 }
 
 // Sync creates or updates each secretObject's Secret from files (mounted
@@ -115,8 +135,13 @@ func build(i int, so *v1.SecretObject, owner Owner, files map[string][]byte) (*c
 		labels = map[string]string{}
 	}
 	labels[ManagedLabel] = "true"
+	annotations := maps.Clone(so.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[ClassAnnotation] = owner.Class
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: so.SecretName, Namespace: owner.Namespace, Labels: labels, Annotations: maps.Clone(so.Annotations),
+		ObjectMeta: metav1.ObjectMeta{Name: so.SecretName, Namespace: owner.Namespace, Labels: labels, Annotations: annotations,
 			OwnerReferences: []metav1.OwnerReference{ownerRef(owner)}},
 		Type: typ, Data: data,
 	}, nil
@@ -148,6 +173,9 @@ func apply(ctx context.Context, kube dynamic.Interface, want *corev1.Secret, own
 		}
 		if cur.Labels[ManagedLabel] != "true" {
 			return false, &NotManagedError{Namespace: cur.Namespace, Name: cur.Name}
+		}
+		if by := cur.Annotations[ClassAnnotation]; by != "" && by != owner.Class {
+			return false, &OwnedByOtherClassError{Namespace: cur.Namespace, Name: cur.Name, Owner: by, Class: owner.Class}
 		}
 		if cur.Type != want.Type {
 			return false, fmt.Errorf("exists with type %s, the class asks for %s; Secret types cannot change: delete it", cur.Type, want.Type)

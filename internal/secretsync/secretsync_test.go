@@ -124,3 +124,48 @@ func TestSyncNeverTakesOver(t *testing.T) {
 		t.Errorf("the Secret was touched: writes %d→%d, data %q, owners %v, labels %v", before, writes(c), got.Data["password"], got.OwnerReferences, got.Labels)
 	}
 }
+
+// TestSyncBelongsToOneClass: a managed Secret belongs to the class that
+// created it; another class of the namespace naming it is refused and
+// changes nothing, while the owner class keeps writing it. A managed
+// Secret synced before the annotation existed is claimed by the first
+// class that syncs it.
+func TestSyncBelongsToOneClass(t *testing.T) {
+	c := fakeClient()
+	ctx := context.Background()
+	objs := []*v1.SecretObject{{SecretName: "shared", Type: "Opaque", Data: []*v1.SecretObjectData{{ObjectName: "secret1", Key: "k"}}}}
+	a := Owner{Namespace: "ns", Name: "pa", UID: "ua", Class: "team-a"}
+	b := Owner{Namespace: "ns", Name: "pb", UID: "ub", Class: "team-b"}
+	if _, err := Sync(ctx, c, a, objs, map[string][]byte{"secret1": []byte("a's")}); err != nil {
+		t.Fatal(err)
+	}
+	before := writes(c)
+	_, err := Sync(ctx, c, b, objs, map[string][]byte{"secret1": []byte("b's")})
+	var oe *OwnedByOtherClassError
+	if !errors.As(err, &oe) || !strings.Contains(err.Error(), "synced by SecretProviderClass team-a") || !strings.Contains(err.Error(), "class team-b") {
+		t.Fatalf("got %v, want a refusal naming the owner class", err)
+	}
+	got := get(t, c, "shared")
+	if writes(c) != before || string(got.Data["k"]) != "a's" || len(got.OwnerReferences) != 1 {
+		t.Errorf("the other class changed the Secret: writes %d→%d, data %q, owners %v", before, writes(c), got.Data["k"], got.OwnerReferences)
+	}
+	if _, err := Sync(ctx, c, a, objs, map[string][]byte{"secret1": []byte("a's v2")}); err != nil || string(get(t, c, "shared").Data["k"]) != "a's v2" {
+		t.Errorf("the owner class could not write its Secret: %v", err)
+	}
+
+	legacy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: "ns", Labels: map[string]string{ManagedLabel: "true"}},
+		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"k": []byte("old")}}
+	if _, err := (typedSecrets{c.Resource(secretsGVR).Namespace("ns")}).Create(ctx, legacy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	objs[0].SecretName = "legacy"
+	if _, err := Sync(ctx, c, b, objs, map[string][]byte{"secret1": []byte("b's")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, c, "legacy"); got.Annotations[ClassAnnotation] != "team-b" {
+		t.Errorf("a legacy managed Secret was not claimed: annotations %v", got.Annotations)
+	}
+	if _, err := Sync(ctx, c, a, objs, map[string][]byte{"secret1": []byte("a's")}); !errors.As(err, &oe) {
+		t.Errorf("after the claim, another class got %v, want a refusal", err)
+	}
+}
