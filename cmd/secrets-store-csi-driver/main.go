@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string) error {
 	provs := providers.New(c.providerDirs(), c.maxRecvMsg)
 	defer provs.Close()
 	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Dynamic: dyn, Classes: csi.NewClasses(dyn),
-		RotationPollInterval: c.pollInterval, Rotation: c.rotation, ProviderTimeout: c.providerTimeout,
+		RotationPollInterval: c.pollInterval, Rotation: c.rotation, ProviderTimeout: c.providerTimeout, MaxPayload: c.maxRecvMsg,
 		Logger: log, Metrics: csi.NewMetrics(reg), Version: version.Version})
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {

@@ -26,15 +26,26 @@ func Mounted(dir string) (bool, error) {
 
 // MountTmpfs creates dir if needed and mounts a tmpfs on it, unless one is
 // already there. Secrets then live in memory only.
-func MountTmpfs(dir string) error { return MountTmpfsOwned(dir, NoGroup) }
+func MountTmpfs(dir string) error { return MountTmpfsOwned(dir, NoGroup, 0) }
 
 // MountTmpfsOwned is MountTmpfs with the tmpfs's root group-owned by gid
 // and traversable by the group only (WriteOwned); gid NoGroup is
-// MountTmpfs.
-func MountTmpfsOwned(dir string, gid int) error {
+// MountTmpfs. maxBytes, when positive, is the largest payload the volume
+// must hold (the provider's largest response): the tmpfs is sized for
+// three of them — the current payload, a new one being written and a
+// retired one in its grace period — plus room for directories, instead of
+// tmpfs's default of half the node's memory.
+//
+// The tmpfs is mounted nosuid, nodev and noexec: it holds secrets, never
+// programs (upstream mounts it with none of the three; see
+// docs/compatibility.md).
+func MountTmpfsOwned(dir string, gid int, maxBytes int64) error {
 	opts := "mode=0755"
 	if gid != NoGroup {
 		opts = fmt.Sprintf("mode=0750,gid=%d", gid)
+	}
+	if maxBytes > 0 {
+		opts += fmt.Sprintf(",size=%d", TmpfsSize(maxBytes))
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -42,11 +53,17 @@ func MountTmpfsOwned(dir string, gid int) error {
 	if ok, err := Mounted(dir); err != nil || ok {
 		return err
 	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", TmpfsFlags, opts); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 	}
 	return nil
 }
+
+// TmpfsFlags are the secrets tmpfs's mount flags.
+const TmpfsFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC
+
+// TmpfsSize is the size of a volume whose payload is at most maxBytes.
+func TmpfsSize(maxBytes int64) int64 { return 3*maxBytes + 1<<20 }
 
 // Unmount empties dir (so that no plaintext stays even if the unmount
 // fails), unmounts it and removes it. A dir that is already gone is fine.

@@ -310,3 +310,27 @@ func TestWriteOwned(t *testing.T) {
 		t.Error("a new group did not rewrite the files")
 	}
 }
+
+// TestTmpfsOptions: the secrets tmpfs is nosuid, nodev and noexec, and
+// sized from the largest payload instead of half the node's memory.
+func TestTmpfsOptions(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts tmpfs: run as root (make test)")
+	}
+	dir := filepath.Join(t.TempDir(), "mount")
+	if err := MountTmpfsOwned(dir, NoGroup, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	defer Unmount(dir)
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	const stNoSUID, stNoDev, stNoExec = 0x2, 0x4, 0x8
+	if st.Flags&(stNoSUID|stNoDev|stNoExec) != stNoSUID|stNoDev|stNoExec {
+		t.Errorf("mount flags %#x lack nosuid, nodev or noexec", st.Flags)
+	}
+	if size := int64(st.Blocks) * st.Bsize; size != TmpfsSize(4<<20) {
+		t.Errorf("tmpfs size %d, want %d", size, TmpfsSize(4<<20))
+	}
+}

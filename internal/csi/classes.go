@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,9 +22,18 @@ import (
 // node's driver lists and watches the classes once. A class not (yet) in
 // the cache — created a moment before the pod — is read from the API
 // server, so a new class never fails a mount.
+//
+// The cache fills in the background: the driver serves kubelet at once,
+// also while the API server is unreachable or the CRD is not installed, so
+// that pods can always be unmounted and /healthz answers. A mount that
+// comes before the first list waits for it (SyncWait), then reads its class
+// from the API server, and fails with a message naming what is missing.
 type Classes struct {
 	dyn      dynamic.Interface
 	informer cache.SharedIndexInformer
+	// SyncWait bounds how long a mount waits for the first list
+	// (default 10 s).
+	SyncWait time.Duration
 }
 
 // NewClasses returns a cache of every namespace's classes; Run fills it.
@@ -40,37 +50,69 @@ func NewClasses(dyn dynamic.Interface) *Classes {
 	return &Classes{dyn: dyn, informer: inf}
 }
 
-// Run keeps the cache until ctx ends; it returns once the first list is in.
-func (c *Classes) Run(ctx context.Context) error {
-	if c.informer == nil {
-		return nil
+// Start fills and keeps the cache in the background until ctx ends.
+func (c *Classes) Start(ctx context.Context) {
+	if c.informer != nil {
+		go c.informer.Run(ctx.Done())
 	}
-	go c.informer.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {
-		return fmt.Errorf("list SecretProviderClasses: %w", ctx.Err())
-	}
-	return nil
 }
+
+// Synced reports whether the first list is in.
+func (c *Classes) Synced() bool { return c.informer != nil && c.informer.HasSynced() }
 
 // errClassNotFound is a class that exists neither in the cache nor in the
 // API server.
 var errClassNotFound = errors.New("SecretProviderClass not found")
 
+// readTimeout bounds a class read from the API server.
+const readTimeout = 10 * time.Second
+
 // Get returns class name of namespace ns.
 func (c *Classes) Get(ctx context.Context, ns, name string) (*v1.SecretProviderClass, error) {
-	if c.informer != nil && c.informer.HasSynced() {
+	if c.informer != nil && c.waitSynced(ctx) {
 		if obj, ok, err := c.informer.GetStore().GetByKey(ns + "/" + name); err == nil && ok {
 			return decodeClass(obj.(*unstructured.Unstructured))
 		}
 	}
-	u, err := c.dyn.Resource(v1.SecretProviderClassResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	rctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	u, err := c.dyn.Resource(v1.SecretProviderClassResource).Namespace(ns).Get(rctx, name, metav1.GetOptions{})
+	switch {
+	case crdMissing(err):
+		return nil, &apiError{what: fmt.Sprintf("read SecretProviderClass %s/%s: the API server does not serve %s (the CRD is not installed: install the chart, or kubectl apply -f deploy/crds/)", ns, name, v1.SecretProviderClassResource.GroupResource()), err: err}
+	case apierrors.IsNotFound(err):
 		return nil, errClassNotFound
-	}
-	if err != nil {
+	case err != nil && !c.Synced():
+		return nil, &apiError{what: fmt.Sprintf("read SecretProviderClass %s/%s (the driver has not listed the classes yet)", ns, name), err: err}
+	case err != nil:
 		return nil, &apiError{what: fmt.Sprintf("read SecretProviderClass %s/%s", ns, name), err: err}
 	}
 	return decodeClass(u)
+}
+
+// waitSynced waits, at most SyncWait, for the first list.
+func (c *Classes) waitSynced(ctx context.Context) bool {
+	if c.informer.HasSynced() {
+		return true
+	}
+	wait := c.SyncWait
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced)
+}
+
+// crdMissing reports a 404 for the resource itself rather than for one
+// object: the API server's Status then names no object.
+func crdMissing(err error) bool {
+	var st apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &st) {
+		return false
+	}
+	d := st.Status().Details
+	return d == nil || d.Name == ""
 }
 
 func decodeClass(u *unstructured.Unstructured) (*v1.SecretProviderClass, error) {

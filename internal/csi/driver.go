@@ -39,6 +39,10 @@ type Config struct {
 	// Rotation enables refreshes on republish; without it a mounted volume
 	// keeps its files (upstream's --enable-secret-rotation=false).
 	Rotation bool
+	// MaxPayload is the largest provider response the driver accepts
+	// (--max-call-recv-msg-size); each volume's tmpfs is sized from it.
+	// Zero leaves tmpfs's default size.
+	MaxPayload int
 	// ProviderTimeout bounds one provider Mount, below kubelet's 2m.
 	ProviderTimeout time.Duration
 	Logger          *slog.Logger
@@ -61,9 +65,14 @@ type Driver struct {
 
 // volume is what the driver remembers of one published volume. Its mutex
 // serialises publishes of the volume (kubelet may retry while one runs)
-// and the pruning of its retired payloads.
+// and the pruning of its retired payloads. The driver keeps it only while
+// the volume is mounted: a failed first mount or an unpublish drops it
+// (release), so the map does not grow with pods that never mounted.
 type volume struct {
 	mu sync.Mutex
+	// refs counts the calls holding or waiting for mu; Driver.mu guards
+	// it.
+	refs int
 	// lastSuccess is the end of the last successful provider call; the
 	// volume is refreshed when the rotation epoch has moved past it.
 	lastSuccess time.Time
@@ -75,6 +84,9 @@ type volume struct {
 	// warnedAttrs: the pod was told once that its extra volumeAttributes
 	// are ignored.
 	warnedAttrs bool
+	// dropped: the last call to finish left the volume unmounted; the
+	// state goes when no call holds it any more. Driver.mu guards it.
+	dropped bool
 }
 
 // New returns a Driver.
@@ -105,22 +117,38 @@ func New(cfg Config) *Driver {
 	return d
 }
 
-// volumeState returns (creating) the state of volume id.
-func (d *Driver) volumeState(id string) *volume {
+// acquire returns the state of volume id (creating it), locked.
+func (d *Driver) acquire(id string) *volume {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	v, ok := d.volumes[id]
 	if !ok {
 		v = &volume{}
 		d.volumes[id] = v
 	}
+	v.refs++
+	d.mu.Unlock()
+	v.mu.Lock()
 	return v
 }
 
-func (d *Driver) forget(id string) {
+// release unlocks v; unless keep, its state is dropped once no other call
+// holds or waits for it (a later call starts afresh).
+func (d *Driver) release(id string, v *volume, keep bool) {
+	v.mu.Unlock()
 	d.mu.Lock()
-	delete(d.volumes, id)
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	v.refs--
+	v.dropped = !keep
+	if v.dropped && v.refs == 0 && d.volumes[id] == v {
+		delete(d.volumes, id)
+	}
+}
+
+// tracked is the number of volumes the driver keeps state for.
+func (d *Driver) tracked() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.volumes)
 }
 
 // due reports whether a mounted volume's refresh is due: rotation is on

@@ -65,7 +65,9 @@ func toStatus(err error, m mountRequest) error {
 	case errors.As(err, &ae):
 		return status.Errorf(codes.Unavailable, "%v (the API server; kubelet will retry)", err)
 	case errors.As(err, &pe):
-		return status.Error(pe.code, pe.msg)
+		// kubelet's FailedMount Event shows this message: it names the
+		// class, as the provider's explanation does not.
+		return status.Error(pe.code, fmt.Sprintf("SecretProviderClass %s: %s", m.class, pe.msg))
 	case errors.As(err, &le):
 		return status.Error(codes.Internal, err.Error())
 	}

@@ -50,10 +50,11 @@ func (s *Node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolu
 		s.d.cfg.Metrics.publishError("", "InvalidArgument")
 		return nil, toStatus(err, m)
 	}
-	v := s.d.volumeState(req.GetVolumeId())
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v := s.d.acquire(req.GetVolumeId())
 	res, err := s.d.publish(ctx, m, v)
+	// A failed first mount leaves nothing mounted, and kubelet does not
+	// unpublish what it never saw mounted: its state would stay forever.
+	s.d.release(req.GetVolumeId(), v, err == nil || res.remount)
 	err = toStatus(err, m)
 	s.d.record(m, res, err, time.Since(start))
 	if err != nil {
@@ -72,15 +73,13 @@ func (s *Node) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublish
 		return nil, status.Error(codes.InvalidArgument, "target path is required")
 	}
 	start := s.d.cfg.Now()
-	v := s.d.volumeState(req.GetVolumeId())
-	v.mu.Lock()
+	v := s.d.acquire(req.GetVolumeId())
 	err := atomicdir.Unmount(req.GetTargetPath())
-	v.mu.Unlock()
+	s.d.release(req.GetVolumeId(), v, err != nil)
 	s.d.cfg.Metrics.unpublish(err == nil, time.Since(start))
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "unmount %s: %v", req.GetTargetPath(), err)
 	}
-	s.d.forget(req.GetVolumeId())
 	s.d.cfg.Logger.Debug("unpublished", "volume", req.GetVolumeId())
 	return &csipb.NodeUnpublishVolumeResponse{}, nil
 }

@@ -58,10 +58,10 @@ func (d *Driver) publish(ctx context.Context, m mountRequest, v *volume) (outcom
 	if err != nil {
 		return d.failed(ctx, m, out, err)
 	}
-	out.provider = string(spc.Spec.Provider)
+	out.provider = d.providerLabel(string(spc.Spec.Provider))
 	d.warnIgnored(ctx, m, v)
 	if !mounted {
-		if err := atomicdir.MountTmpfsOwned(m.target, m.group); err != nil {
+		if err := atomicdir.MountTmpfsOwned(m.target, m.group, int64(d.cfg.MaxPayload)); err != nil {
 			return d.failed(ctx, m, out, &localError{"mount tmpfs", err})
 		}
 	}
@@ -82,14 +82,16 @@ func (d *Driver) publish(ctx context.Context, m mountRequest, v *volume) (outcom
 	return out, nil
 }
 
-// failed handles a failed publish: it tells the pod (an Event with the
-// provider's explanation) and either keeps a refresh's last good files and
-// reports success, so that kubelet does not tear the volume down (k/k
-// #121271), or cleans up a first mount, so that kubelet retries from
-// scratch; if that clean-up fails, the error says so.
+// failed handles a failed publish: it either keeps a refresh's last good
+// files, reports success, so that kubelet does not tear the volume down
+// (k/k #121271), and tells the pod with an Event, or cleans up a first
+// mount, so that kubelet retries from scratch, and returns the error, which
+// kubelet records as the pod's FailedMount Event (a second Event of the
+// driver's would only repeat it); if the clean-up fails, the error says
+// so.
 func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, err error) (outcome, error) {
-	msg := status.Convert(toStatus(err, m)).Message()
 	if out.remount {
+		msg := status.Convert(toStatus(err, m)).Message()
 		out.refreshFailed = true
 		d.events.Record(ctx, m.pod.ref(), events.Warning, "SecretRotationFailed", fmt.Sprintf("refreshing %s kept the previous files: %s", m.class, msg))
 		d.cfg.Metrics.rotation(out.provider, false, codeOf(toStatus(err, m)), d.cfg.Now().Sub(out.start))
@@ -99,8 +101,19 @@ func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, err er
 	if uerr := atomicdir.Unmount(m.target); uerr != nil {
 		err = errors.Join(err, &localError{"clean up the failed mount", uerr})
 	}
-	d.events.Record(ctx, m.pod.ref(), events.Warning, "FailedMount", fmt.Sprintf("SecretProviderClass %s: %s", m.class, msg))
 	return out, err
+}
+
+// providerLabel is the provider's name as a metric label: a provider
+// installed on the node (its socket is there) or "other", so that classes
+// naming arbitrary providers cannot grow the metrics without bound.
+func (d *Driver) providerLabel(name string) string {
+	if d.cfg.Providers != nil {
+		if _, err := d.cfg.Providers.Socket(name); err == nil {
+			return name
+		}
+	}
+	return "other"
 }
 
 // warnIgnored tells the pod, once per volume, which of its
@@ -201,9 +214,9 @@ func (d *Driver) syncSecrets(ctx context.Context, m mountRequest, spc *v1.Secret
 		byPath[f.Path] = f.Data
 	}
 	start := d.cfg.Now()
-	owner := secretsync.Owner{Namespace: m.pod.namespace, Name: m.pod.name, UID: podUID(m)}
+	owner := secretsync.Owner{Namespace: m.pod.namespace, Name: m.pod.name, UID: podUID(m), Class: m.class}
 	written, err := secretsync.Sync(ctx, d.cfg.Dynamic, owner, spc.Spec.SecretObjects, byPath)
-	d.cfg.Metrics.sync(string(spc.Spec.Provider), len(written), err == nil, time.Since(start))
+	d.cfg.Metrics.sync(d.providerLabel(string(spc.Spec.Provider)), len(written), err == nil, time.Since(start))
 	if err != nil {
 		d.events.Record(ctx, m.pod.ref(), events.Warning, "FailedToSyncSecret", err.Error())
 		return

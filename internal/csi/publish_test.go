@@ -3,19 +3,27 @@ package csi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	"kvmount.dev/kvmount/internal/atomicdir"
 )
 
@@ -47,7 +55,7 @@ func TestFailuresKeepOrCleanUp(t *testing.T) {
 	if err := td.publish(r); err != nil || td.read(r, "s") != "v2" {
 		t.Fatalf("refresh: %v, content %q", err, td.read(r, "s"))
 	}
-	if got := strings.Join(td.events(), ","); got != "FailedMount×1,SecretRotationFailed×1,SecretRotationComplete×1" {
+	if got := strings.Join(td.events(), ","); got != "SecretRotationFailed×1,SecretRotationComplete×1" {
 		t.Errorf("events %s", got)
 	}
 }
@@ -108,19 +116,32 @@ func TestPodCannotRewriteClass(t *testing.T) {
 	}
 }
 
-// TestRepeatedFailureOneEvent: kubelet retrying a failing mount updates
-// one Event's count rather than creating an Event per retry.
+// TestRepeatedFailureOneEvent: a refresh failing poll after poll updates
+// one Event's count rather than creating an Event per poll; a failed first
+// mount records no Event of the driver's (kubelet records its error, with
+// the class named, as FailedMount: two Events would say the same).
 func TestRepeatedFailureOneEvent(t *testing.T) {
 	td := newTestDriver(t, nil)
 	r := td.req("vol", nil)
 	td.prov.set(fails(status.Error(codes.NotFound, "secret1 does not exist")))
+	err := td.publish(r)
+	if got := td.events(); len(got) != 0 || !strings.Contains(status.Convert(err).Message(), "SecretProviderClass spc: secret1 does not exist") {
+		t.Fatalf("failed first mount: events %v, error %v; want no Event and an error naming the class", got, err)
+	}
+	td.prov.set(serves("v1"))
+	if err := td.publish(r); err != nil {
+		t.Fatal(err)
+	}
+	td.prov.set(fails(status.Error(codes.NotFound, "secret1 does not exist")))
 	for range 5 {
+		td.now = td.now.Add(2 * time.Minute)
 		td.publish(r)
 	}
-	if got := td.events(); !slices.Equal(got, []string{"FailedMount×5"}) {
-		t.Errorf("events %v, want one FailedMount with count 5", got)
+	if got := td.events(); !slices.Equal(got, []string{"SecretRotationFailed×5"}) {
+		t.Errorf("events %v, want one SecretRotationFailed with count 5", got)
 	}
 	td.prov.set(fails(status.Error(codes.NotFound, "another reason")))
+	td.now = td.now.Add(2 * time.Minute)
 	td.publish(r)
 	if got := td.events(); len(got) != 2 {
 		t.Errorf("events %v: a different message must be its own Event", got)
@@ -214,8 +235,9 @@ func TestClassesFromCache(t *testing.T) {
 	classes := NewClasses(td.dyn)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := classes.Run(ctx); err != nil {
-		t.Fatal(err)
+	classes.Start(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), classes.Synced) {
+		t.Fatal("the class cache never synced")
 	}
 	td.node.d.cfg.Classes = classes
 	td.dyn.ClearActions()
@@ -285,5 +307,97 @@ func TestNoRetryOfProviderFailures(t *testing.T) {
 	defer td.prov.mu.Unlock()
 	if n := len(td.prov.requests); n != 1 {
 		t.Errorf("the provider was called %d times for one publish", n)
+	}
+}
+
+// TestVolumeStateBounded: the driver keeps state only for mounted volumes.
+// A hundred pods whose first mount fails with a final code (kubelet never
+// unpublishes them) leave nothing behind; a mounted volume is kept, also
+// across a failed refresh, until it is unpublished.
+func TestVolumeStateBounded(t *testing.T) {
+	td := newTestDriver(t, nil)
+	td.prov.set(fails(status.Error(codes.PermissionDenied, "denied")))
+	for i := range 100 {
+		if err := td.publish(td.req(fmt.Sprintf("failed-%d", i), nil)); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("mount %d: %v", i, err)
+		}
+	}
+	if n := td.node.d.tracked(); n != 0 {
+		t.Fatalf("%d volume states kept after 100 failed first mounts, want 0", n)
+	}
+	td.prov.set(serves("v1"))
+	r := td.req("ok", nil)
+	if err := td.publish(r); err != nil {
+		t.Fatal(err)
+	}
+	td.prov.set(fails(status.Error(codes.PermissionDenied, "denied")))
+	td.now = td.now.Add(2 * time.Minute)
+	if err := td.publish(r); err != nil {
+		t.Fatal(err)
+	}
+	if n := td.node.d.tracked(); n != 1 {
+		t.Fatalf("%d volume states with one mounted volume after a failed refresh, want 1", n)
+	}
+	if _, err := td.node.NodeUnpublishVolume(context.Background(), &csipb.NodeUnpublishVolumeRequest{VolumeId: "ok", TargetPath: r.TargetPath}); err != nil {
+		t.Fatal(err)
+	}
+	if n := td.node.d.tracked(); n != 0 {
+		t.Fatalf("%d volume states after unpublishing the last volume, want 0", n)
+	}
+}
+
+// TestVolumeTmpfsSized: a volume's tmpfs is sized from the driver's
+// --max-call-recv-msg-size and mounted noexec.
+func TestVolumeTmpfsSized(t *testing.T) {
+	td := newTestDriver(t, func(c *Config) { c.MaxPayload = 1 << 20 })
+	r := td.req("vol", nil)
+	if err := td.publish(r); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(r.TargetPath, &st); err != nil {
+		t.Fatal(err)
+	}
+	if size := int64(st.Blocks) * st.Bsize; size != atomicdir.TmpfsSize(1<<20) || st.Flags&0x8 == 0 {
+		t.Errorf("tmpfs of %d bytes, flags %#x; want %d bytes and noexec", size, st.Flags, atomicdir.TmpfsSize(1<<20))
+	}
+}
+
+// TestProviderLabelBounded: classes naming providers that are not
+// installed on the node count under "other": a class's spec.provider
+// cannot add label values at will.
+func TestProviderLabelBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	td := newTestDriver(t, func(c *Config) { c.Metrics = NewMetrics(reg) })
+	for i := range 20 {
+		spc := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+			"metadata": map[string]any{"name": fmt.Sprintf("c%d", i), "namespace": "default"}, "spec": map[string]any{"provider": fmt.Sprintf("made-up-%d", i)}}}
+		if _, err := td.dyn.Resource(v1.SecretProviderClassResource).Namespace("default").Create(context.Background(), spc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r := td.req(fmt.Sprintf("v%d", i), map[string]string{"secretProviderClass": fmt.Sprintf("c%d", i)})
+		if err := td.publish(r); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("class naming an absent provider: %v", err)
+		}
+	}
+	if err := td.publish(td.req("ok", nil)); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]bool{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "provider" {
+					labels[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(labels) != 2 || !labels["other"] || !labels["script"] {
+		t.Errorf("provider label values %v, want only other and script", labels)
 	}
 }

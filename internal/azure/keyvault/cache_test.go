@@ -111,3 +111,43 @@ func TestClientsBounded(t *testing.T) {
 		t.Errorf("%d clients kept for 1000 principals, want the bound 50", n)
 	}
 }
+
+// TestPerVaultStateBounded: the per-vault state the fetcher keeps does
+// not grow with the vaults classes name. A vault's request slots go when
+// its last request leaves (also one that gave up waiting); its throttle
+// gates are bounded and leave when idle.
+func TestPerVaultStateBounded(t *testing.T) {
+	now := time.Unix(2_000_000_000, 0)
+	f := New(Options{PerVault: 1, MaxClients: 50, Now: func() time.Time { return now }})
+	ctx := context.Background()
+	for i := range 1000 {
+		vault := "https://v" + string(rune('a'+i%26)) + time.Duration(i).String() + ".vault.azure.net"
+		if err := f.acquire(ctx, vault); err != nil {
+			t.Fatal(err)
+		}
+		f.release(vault)
+		f.gate(vault)
+	}
+	if err := f.acquire(ctx, "https://busy.vault.azure.net"); err != nil {
+		t.Fatal(err)
+	}
+	gaveUp, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := f.acquire(gaveUp, "https://busy.vault.azure.net"); err == nil {
+		t.Fatal("a second request got the busy vault's only slot")
+	}
+	f.release("https://busy.vault.azure.net")
+	f.mu.Lock()
+	n := len(f.sems)
+	f.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d vaults' slots kept with no request in flight, want 0", n)
+	}
+	if g := f.gates.Len(); g != 50 {
+		t.Errorf("%d throttle gates for 1000 vaults, want the bound 50", g)
+	}
+	now = now.Add(2 * time.Hour)
+	if g := f.gates.Len(); g != 0 {
+		t.Errorf("%d throttle gates after two idle hours, want 0", g)
+	}
+}

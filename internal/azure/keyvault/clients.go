@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -82,20 +81,9 @@ func (f *Fetcher) newClients(vaultURL string) (*clients, error) {
 	return &clients{secrets: s, keys: k, certs: c}, nil
 }
 
-// gates hold each vault's throttle state, shared by its clients.
-type gates struct {
-	mu sync.Mutex // guards m
-	m  map[string]*gate
-}
-
+// gate is vaultURL's throttle state, shared by its clients.
 func (f *Fetcher) gate(vaultURL string) *gate {
-	f.gates.mu.Lock()
-	defer f.gates.mu.Unlock()
-	g, ok := f.gates.m[vaultURL]
-	if !ok {
-		g = &gate{}
-		f.gates.m[vaultURL] = g
-	}
+	g, _ := f.gates.GetOrAdd(vaultURL, func() (*gate, error) { return &gate{}, nil })
 	return g
 }
 

@@ -80,10 +80,21 @@ type Fetcher struct {
 	flights *flight.Group[any]
 	cache   *epochCache
 	clients *lru.Cache[string, *clients]
-	gates   gates
+	// gates are each vault's throttle state; an idle one leaves (a
+	// throttle lasts minutes at most, and clients keep theirs).
+	gates *lru.Cache[string, *gate]
 
-	mu   sync.Mutex // guards sems
-	sems map[string]chan struct{}
+	mu sync.Mutex // guards sems
+	// sems bound each vault's concurrent requests; a vault's entry lives
+	// while requests hold or wait for it.
+	sems map[string]*sem
+}
+
+// sem is one vault's request slots and how many requests hold or wait for
+// them.
+type sem struct {
+	slots chan struct{}
+	users int
 }
 
 // New returns a Fetcher.
@@ -105,7 +116,7 @@ func New(opts Options) *Fetcher {
 	}
 	f := &Fetcher{opts: opts, cache: newEpochCache(opts.Epochs),
 		clients: lru.New[string, *clients](opts.MaxClients, time.Hour, opts.Now),
-		gates:   gates{m: map[string]*gate{}}, sems: map[string]chan struct{}{}}
+		gates:   lru.New[string, *gate](opts.MaxClients, time.Hour, opts.Now), sems: map[string]*sem{}}
 	f.flights = &flight.Group[any]{Timeout: opts.ReadTimeout, OnJoin: func() { f.Stats.Coalesced.Add(1) }}
 	return f
 }
@@ -335,25 +346,37 @@ func (f *Fetcher) load(ctx context.Context, req Request, key string, fetch func(
 
 func (f *Fetcher) acquire(ctx context.Context, vault string) error {
 	f.mu.Lock()
-	sem, ok := f.sems[vault]
+	s, ok := f.sems[vault]
 	if !ok {
-		sem = make(chan struct{}, f.opts.PerVault)
-		f.sems[vault] = sem
+		s = &sem{slots: make(chan struct{}, f.opts.PerVault)}
+		f.sems[vault] = s
 	}
+	s.users++
 	f.mu.Unlock()
 	select {
-	case sem <- struct{}{}:
+	case s.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
+		f.leave(vault, s)
 		return ctx.Err()
 	}
 }
 
 func (f *Fetcher) release(vault string) {
 	f.mu.Lock()
-	sem := f.sems[vault]
+	s := f.sems[vault]
 	f.mu.Unlock()
-	<-sem
+	<-s.slots
+	f.leave(vault, s)
+}
+
+// leave drops a vault's entry once no request holds or waits for it.
+func (f *Fetcher) leave(vault string, s *sem) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s.users--; s.users == 0 {
+		delete(f.sems, vault)
+	}
 }
 
 // errNilField is Key Vault returning a response without a field it always
