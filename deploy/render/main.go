@@ -47,6 +47,18 @@ func run(helm, chart, out string) error {
 		return err
 	}
 	files[filepath.Join("kubernetes-1.35+", "csidriver.yaml")] = newer["csidriver.yaml"]
+	// A template the chart no longer has leaves no manifest behind.
+	stale, err := generated(out)
+	if err != nil {
+		return err
+	}
+	for _, name := range stale {
+		if _, ok := files[name]; !ok {
+			if err := os.Remove(filepath.Join(out, name)); err != nil {
+				return err
+			}
+		}
+	}
 	for name, body := range files {
 		path := filepath.Join(out, name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -57,6 +69,32 @@ func run(helm, chart, out string) error {
 		}
 	}
 	return nil
+}
+
+// header starts every manifest render writes.
+const header = "# Generated from the chart by deploy/render (make manifests): edit the chart.\n"
+
+// generated lists the manifests under dir that render wrote (they start
+// with header), relative to dir.
+func generated(dir string) ([]string, error) {
+	var out []string
+	for _, pattern := range []string{"*.yaml", filepath.Join("kubernetes-*", "*.yaml")} {
+		matches, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range matches {
+			b, err := os.ReadFile(m)
+			if err != nil {
+				return nil, err
+			}
+			if bytes.HasPrefix(b, []byte(header)) {
+				rel, _ := filepath.Rel(dir, m)
+				out = append(out, rel)
+			}
+		}
+	}
+	return out, nil
 }
 
 var (
@@ -89,7 +127,7 @@ func render(helm, chart, kubeVersion string) (map[string][]byte, error) {
 			if len(files[name]) > 0 {
 				files[name] = append(files[name], "---\n"...)
 			} else {
-				files[name] = []byte("# Generated from the chart by deploy/render (make manifests): edit the chart.\n")
+				files[name] = []byte(header)
 			}
 			continue
 		}

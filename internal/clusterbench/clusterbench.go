@@ -177,16 +177,10 @@ func (b *bench) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	aks, err := b.az(ctx, "aks show", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": localenv.ClusterName})
+	nodeRG, vmss, err := b.env.NodePool(ctx)
 	if err != nil {
 		return err
 	}
-	nodeRG, _ := aks["nodeResourceGroup"].(string)
-	sets, err := b.az(ctx, "vmss list", map[string]any{"resourceGroup": nodeRG})
-	if err != nil {
-		return err
-	}
-	vmss, _ := sets["value"].([]any)[0].(map[string]any)["name"].(string)
 	var clientIDs []string
 	for i := range b.cfg.Identities {
 		id, err := b.az(ctx, "identity create", map[string]any{"resourceGroup": localenv.ResourceGroup, "name": "bench-id-" + strconv.Itoa(i)})

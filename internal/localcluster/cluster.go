@@ -49,8 +49,10 @@ type Cluster struct {
 	net        *network
 	nodeServer string
 
-	mu    sync.Mutex // guards procs
+	mu    sync.Mutex // guards procs and proxies
 	procs []*process
+	// proxies are the machine nodes' kube-proxies.
+	proxies []nodeProxy
 }
 
 // Node is one kubelet of the cluster.
@@ -81,7 +83,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster binaries %v missing in %s: run `make cluster-bins`", missing, cfg.BinDir)
 	}
 	if missing := cfg.missingKube(); len(missing) > 0 {
-		return nil, fmt.Errorf("Kubernetes %s binaries %v missing in %s: run `make cluster-bins`", cfg.KubeVersion, missing, cfg.kubeBinDir())
+		return nil, fmt.Errorf("Kubernetes %s binaries %v missing in %s: run `make cluster-bins KUBE_VERSIONS=%s`", cfg.KubeVersion, missing, cfg.kubeBinDir(), cfg.KubeVersion)
 	}
 	ports, err := cfg.ports()
 	if err != nil {

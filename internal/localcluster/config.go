@@ -18,8 +18,12 @@ type Config struct {
 	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kubelet
 	// and fakecri (see tools/cluster). Empty means FindBinDir.
 	BinDir string
-	// Nodes is how many kubelets to run; at least 1.
+	// Nodes is how many kubelets to run; at least 1, unless NoNodes.
 	Nodes int
+	// NoNodes runs the control plane only (API server, controller
+	// manager, scheduler): for controllers tested against a real API
+	// server without pods.
+	NoNodes bool
 	// NodeName names node i; nil means "node-<i>".
 	NodeName func(i int) string
 	// BasePort fixes every port as an offset from it, so that a user's
@@ -69,7 +73,10 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("localcluster: dir %q: %w", c.Dir, err)
 	}
 	c.Dir = dir
-	if c.Nodes < 1 {
+	switch {
+	case c.NoNodes:
+		c.Nodes = 0
+	case c.Nodes < 1:
 		c.Nodes = 1
 	}
 	if c.NodeName == nil {

@@ -122,11 +122,11 @@ func (c *Cluster) startContainerd(ctx context.Context, m *machine, i int, base s
 // the provider's) reach the API server at the kubernetes Service's
 // address as in any cluster. conntrack limits are left as the host has
 // them: they are not per namespace.
-func (c *Cluster) startKubeProxy(ctx context.Context, m *machine, i int, base string) error {
+func (c *Cluster) startKubeProxy(ctx context.Context, m *machine, i int, base string) (*process, error) {
 	name := c.cfg.NodeName(i)
 	kubeconfig, err := c.kubeconfigFor("kube-proxy-"+name, pki.Spec{CommonName: "system:kube-proxy", Client: true}, c.nodeServer)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -136,12 +136,15 @@ mode: iptables
 clusterCIDR: %q
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 metricsBindAddress: 127.0.0.1:10249
-healthzBindAddress: 127.0.0.1:10256
-`, kubeconfig, name, c.net.clusterCIDR())
+healthzBindAddress: %s:10256
+`, kubeconfig, name, c.net.clusterCIDR(), c.net.nodeIP(i))
 	path := filepath.Join(base, "kube-proxy.yaml")
 	if err := pki.WriteFileAtomic(path, []byte(cfg), 0o600); err != nil {
-		return err
+		return nil, err
 	}
-	_, err = c.runIn(m, name+"-kube-proxy", "kube-proxy", "--config="+path, "--v=1")
-	return err
+	return c.runIn(m, name+"-kube-proxy", "kube-proxy", "--config="+path, "--v=1")
 }
+
+// kubeProxyHealthz is node n's kube-proxy health endpoint: 200 once its
+// rules are synced, so Services (kubernetes, for the chart's pods) work.
+func kubeProxyHealthz(n Node) string { return "http://" + n.IP + ":10256/healthz" }

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,18 +42,32 @@ func requireContainers(t *testing.T) (bin string, images []string) {
 // of their own: a busybox pod on the second node reads a file kubelet
 // mounted into it (kubectl exec, through the API server and kubelet's
 // streaming), reaches the API server through the kubernetes Service
-// (kube-proxy), and Stop leaves no mount, process or interface behind.
+// (kube-proxy, healthy on every node when Start returns), and Stop leaves
+// no mount, process or interface behind. The cluster's dir is under
+// /var/lib, as kvmount up's is, and the nodes create nothing on the host
+// outside it (the CNI cache, /var/lib/cni, is the node's own).
 func TestContainerdNodes(t *testing.T) {
 	bin, images := requireContainers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "kvc")
+	_, cniBefore := os.Stat("/var/lib/cni")
+	dir, err := os.MkdirTemp("/var/lib", "kvc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	c := startCluster(ctx, t, Config{Dir: dir, BinDir: bin, Nodes: 2, Runtime: RuntimeContainerd, Images: images, Logf: t.Logf})
 	pids := c.PIDs()
+	for _, n := range c.Nodes {
+		resp, err := http.Get(kubeProxyHealthz(n))
+		if err != nil {
+			t.Fatalf("node %s: kube-proxy: %v", n.Name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("node %s was handed over with kube-proxy answering %s", n.Name, resp.Status)
+		}
+	}
 	// Other packages' tests may run clusters in this namespace at the same
 	// time (go test runs packages in parallel): only this one's interfaces
 	// must be gone.
@@ -99,6 +114,9 @@ func TestContainerdNodes(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	t.Logf("the kubernetes Service answered a pod %s after its first try", time.Since(start).Round(100*time.Millisecond))
+	if _, err := os.Stat("/var/lib/cni"); cniBefore != nil && err == nil {
+		t.Error("a node created /var/lib/cni on the host")
+	}
 	stopAndCheck(t, c, dir, pids)
 	names, err := interfaces()
 	if err != nil {

@@ -81,23 +81,32 @@ func (c *Cluster) ServiceAccountKubeconfig(ns, name string) (string, error) {
 		Orgs: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}, Client: true})
 }
 
-// AuditedUsers are the users whose requests the API server's audit log
-// records (Cluster.AuditLog): the Secrets Store CSI driver's service
-// account, so that its load on the API server can be read from the API
-// server's own records.
-var AuditedUsers = []string{"system:serviceaccount:kube-system:secrets-store-csi-driver"}
+// Users whose requests the API server's audit log records
+// (Cluster.AuditLog), so that their load on the API server can be read from
+// the API server's own records: the Secrets Store CSI driver's service
+// account and the SecretSync controller's.
+const (
+	DriverUser         = "system:serviceaccount:kube-system:secrets-store-csi-driver"
+	SyncControllerUser = "system:serviceaccount:kube-system:secrets-store-sync-controller-manager"
+)
+
+// AuditedUsers are DriverUser and SyncControllerUser.
+var AuditedUsers = []string{DriverUser, SyncControllerUser}
 
 func (c *Cluster) writeAuditPolicy() error {
 	policy := "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  users:\n"
 	for _, u := range AuditedUsers {
 		policy += "  - " + u + "\n"
 	}
+	// Kubelets' TokenRequests: the service-account tokens of the
+	// CSIDriver's tokenRequests, one per audience per pod.
+	policy += "- level: Metadata\n  userGroups: [system:nodes]\n  resources: [{group: \"\", resources: [serviceaccounts/token]}]\n"
 	policy += "- level: None\n"
 	return pki.WriteFileAtomic(c.path("audit-policy.yaml"), []byte(policy), 0o600)
 }
 
 // AuditLog is the API server's audit log (JSON lines, one per request of
-// AuditedUsers, at the Metadata level).
+// AuditedUsers and per kubelet TokenRequest, at the Metadata level).
 func (c *Cluster) AuditLog() string { return c.path("logs", "audit.log") }
 
 // kubeconfig issues a client certificate and writes <dir>/<name>.kubeconfig.

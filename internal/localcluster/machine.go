@@ -70,30 +70,42 @@ func (c *Cluster) startMachine(ctx context.Context, i int, base string) (*machin
 	if err := c.net.attach(i, pid); err != nil {
 		return nil, fmt.Errorf("node %s: %w", name, err)
 	}
-	cniCache := "/var/lib/cni"
-	if err := os.MkdirAll(cniCache, 0o755); err != nil {
-		return nil, err
-	}
 	// Inside the node: its own /run (containerd's state and shim
 	// sockets, the iptables lock), /var/log (kubelet's container log
-	// links) and CNI cache; NodeDir showing this node's directory; its
-	// address and a route to the rest of the cluster network.
-	script := strings.Join([]string{
-		"set -e",
-		"mount -t tmpfs -o mode=755 tmpfs /run",
-		"mount -t tmpfs -o mode=755 tmpfs /var/log",
-		"mount -t tmpfs -o mode=755 tmpfs " + cniCache,
-		"mount --bind " + base + " " + c.nodeDir(),
+	// links) and /var/lib (the CNI cache, /var/lib/cni, which containerd
+	// does not let move: made in the node's own tmpfs, nothing is created
+	// on the host outside the node's directory); NodeDir showing this
+	// node's directory; its address and a route to the rest of the
+	// cluster network.
+	setup := []string{"set -e", "mount -t tmpfs -o mode=755 tmpfs /run", "mount -t tmpfs -o mode=755 tmpfs /var/log"}
+	setup = append(setup, c.ownVarLib()...)
+	setup = append(setup,
+		"mount --bind "+base+" "+c.nodeDir(),
 		"ip link set lo up",
-		"ip addr add " + c.net.nodeIP(i).String() + "/24 dev eth0",
+		"ip addr add "+c.net.nodeIP(i).String()+"/24 dev eth0",
 		"ip link set eth0 up",
-		"ip route add default via " + c.net.gateway().String(),
-		"echo 1 > /proc/sys/net/ipv4/ip_forward",
-	}, "\n")
+		"ip route add default via "+c.net.gateway().String(),
+		"echo 1 > /proc/sys/net/ipv4/ip_forward")
+	script := strings.Join(setup, "\n")
 	if out, err := m.exec("sh", "-c", script).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("set up node %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	return m, nil
+}
+
+// ownVarLib gives a node its own /var/lib (a tmpfs), for the CNI cache
+// (/var/lib/cni, which containerd 1.6 does not let move), so that nothing
+// of a node is created on the host outside the node's directory. A cluster
+// dir under /var/lib (kvmount up's default) is bound back in place first:
+// its copy keeps the shared n/ subtree's propagation.
+func (c *Cluster) ownVarLib() []string {
+	dir := filepath.Clean(c.cfg.Dir)
+	if !strings.HasPrefix(dir+"/", "/var/lib/") {
+		return []string{"mount -t tmpfs -o mode=755 tmpfs /var/lib", "mkdir -p /var/lib/cni"}
+	}
+	keep := "/run/.kvmount-cluster-dir"
+	return []string{"mkdir -p " + keep, "mount --rbind " + dir + " " + keep,
+		"mount -t tmpfs -o mode=755 tmpfs /var/lib", "mkdir -p /var/lib/cni " + dir, "mount --rbind " + keep + " " + dir}
 }
 
 // exec is a command run in the node's network and mount namespaces.

@@ -82,9 +82,13 @@ func (c *Cluster) startMachineNode(ctx context.Context, i int, name, base string
 	if err := c.startContainerd(ctx, m, i, base); err != nil {
 		return n, err
 	}
-	if err := c.startKubeProxy(ctx, m, i, base); err != nil {
+	proxy, err := c.startKubeProxy(ctx, m, i, base)
+	if err != nil {
 		return n, err
 	}
+	c.mu.Lock()
+	c.proxies = append(c.proxies, nodeProxy{node: n, proc: proxy})
+	c.mu.Unlock()
 	certPath, keyPath, err := c.ca.Issue(c.path("pki"), "kubelet-serving-"+name, pki.Spec{CommonName: name, DNSNames: []string{name}, IPs: []net.IP{c.net.nodeIP(i)}, Server: true})
 	if err != nil {
 		return n, err
@@ -174,7 +178,10 @@ evictionHard:
 		kp.endpoint, kp.endpoint, filepath.Join(kp.dir, "pod-logs"), filepath.Join(kp.dir, "volume-plugins"), sync)
 }
 
-// waitNodesReady waits until every node has registered and is Ready.
+// waitNodesReady waits until every node has registered and is Ready and,
+// on nodes that are machines, its kube-proxy is healthy: a cluster is
+// handed over only once pods on every node reach Services (the kubernetes
+// Service, which the chart's pods use).
 func (c *Cluster) waitNodesReady(ctx context.Context) error {
 	cs, err := c.Client()
 	if err != nil {
@@ -186,7 +193,7 @@ func (c *Cluster) waitNodesReady(ctx context.Context) error {
 		list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		notReady := c.notReady(list, err)
 		if len(notReady) == 0 {
-			return nil
+			return c.waitProxies(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -194,6 +201,25 @@ func (c *Cluster) waitNodesReady(ctx context.Context) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// nodeProxy is a machine node's kube-proxy.
+type nodeProxy struct {
+	node Node
+	proc *process
+}
+
+// waitProxies waits until every machine node's kube-proxy is healthy.
+func (c *Cluster) waitProxies(ctx context.Context) error {
+	c.mu.Lock()
+	proxies := c.proxies
+	c.mu.Unlock()
+	for _, p := range proxies {
+		if err := waitHTTP(ctx, p.proc, http.DefaultClient, kubeProxyHealthz(p.node), 120*time.Second); err != nil {
+			return fmt.Errorf("node %s: %w", p.node.Name, err)
+		}
+	}
+	return nil
 }
 
 // notReady names each expected node that is missing or not Ready.

@@ -120,7 +120,7 @@ func manifest(t testing.TB, name string, fill map[string]string) []byte {
 	return []byte(s)
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""

@@ -39,8 +39,14 @@ func TestScaleLoad(t *testing.T) {
 		t.Errorf("%d pods, %d status objects, want 100 each", rep.Pods, rep.StatusObjects)
 	}
 	for k, n := range rep.MountRequests {
-		if k != "create secretproviderclasspodstatuses" && !strings.HasSuffix(k, " events") {
-			t.Errorf("mounting made %d %q requests: only the status objects' creation is expected", n, k)
+		switch {
+		case k == "create secretproviderclasspodstatuses", strings.HasSuffix(k, " events"):
+		case (k == "watch secretproviderclasses" || k == "list secretproviderclasses") && n <= 5:
+			// Each node's class cache, once: the drivers serve (and
+			// register) at once and fill it in the background, so it
+			// may open while the first pods mount.
+		default:
+			t.Errorf("mounting made %d %q requests: only the status objects' creation (and each node's one class watch) is expected", n, k)
 		}
 	}
 	if n := rep.MountRequests["create secretproviderclasspodstatuses"]; n != 100 {
