@@ -61,11 +61,11 @@ test-compile:
 	$(GO) test -race -count=1 -run '^$$' $(PKGS) >/dev/null
 
 ## MATRIX: the other Kubernetes versions make test runs on (tools/cluster/k8s-*),
-## with MATRIX_TESTS: the seed's flows, workload identity and identity binding
+## with MATRIX_TESTS: the seed's flows, SecretSync, workload identity and identity binding
 ## end to end, manifest and chart validation, the chart's install, and
 ## containers on the local nodes
 MATRIX       ?= 1.33 1.35
-MATRIX_TESTS := TestSeedThreeMethods|TestWorkloadIdentity|TestIdentityBinding|TestDeployManifestsValidate|TestHelmChart|TestHelmLifecycle|TestContainerdNodes
+MATRIX_TESTS := TestSeedThreeMethods|TestSecretSync|TestWorkloadIdentity|TestIdentityBinding|TestDeployManifestsValidate|TestHelmChart|TestHelmLifecycle|TestContainerdNodes
 
 ## test: everything above, then every test, with the race detector, with
 ## loopback as the only network, on Kubernetes 1.37; then MATRIX_TESTS on
@@ -88,7 +88,7 @@ demo: host-deps build cluster-bins tools images
 ## crds: regenerate deploy/crds/secrets-store.csi.x-k8s.io.yaml from the Go types
 crds:
 	$(GO) run ./internal/apis/secretsstore/gencrds deploy/crds/secrets-store.csi.x-k8s.io.yaml
-	cp deploy/crds/secrets-store.csi.x-k8s.io.yaml deploy/helm/kvmount/files/
+	cp deploy/crds/secrets-store.csi.x-k8s.io.yaml deploy/crds/secret-sync.x-k8s.io.yaml deploy/helm/kvmount/files/
 
 ## manifests: render deploy/*.yaml (plain manifests) from the chart
 manifests: tools

@@ -48,12 +48,12 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	start := time.Now()
-	env, err := localenv.Start(ctx, localenv.Config{Dir: dir, BinDir: binDir, Nodes: 2, Logf: progress.step})
+	env, err := localenv.Start(ctx, localenv.Config{Dir: dir, BinDir: binDir, Nodes: 2, SyncController: true, Logf: progress.step})
 	progress.close()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nLocal AKS-like environment up in %s: azsim, 2 nodes (scale set %s), the CSI driver and the Azure provider on each.\n",
+	fmt.Fprintf(out, "\nLocal AKS-like environment up in %s: azsim, 2 nodes (scale set %s), the CSI driver and the Azure provider on each, the SecretSync controller.\n",
 		time.Since(start).Round(100*time.Millisecond), "instances "+env.Nodes[0].Name+", …")
 	rows, playErr := demo.Play(ctx, env, out)
 	printTable(out, rows)
@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	case !ok:
 		return errors.New("demo: an expected success or failure did not happen (see the table)")
 	}
-	fmt.Fprintln(out, "\nAll three identity methods and identity binding mounted their objects, and both failures were explained. Walk through it by hand: docs/walkthrough.md")
+	fmt.Fprintln(out, "\nAll three identity methods and identity binding mounted their objects, both failures were explained, and a SecretSync kept a Secret filled without a pod. Walk through it by hand: docs/walkthrough.md")
 	return nil
 }
 

@@ -73,6 +73,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&rc.PerVault, "per-vault-concurrency", 16, "kvmount: concurrent requests per vault")
 	fs.DurationVar(&rc.MountTimeout, "mount-timeout", 100*time.Second, "kvmount: limit of one Mount; keep it under kubelet's 2m")
 	fs.StringVar(&rc.Kubeconfig, "kubeconfig", "", "kvmount: kubeconfig for recording SecretProviderClass warnings as pod Events (default: the pod's service account, if any)")
+	fs.BoolVar(&rc.NoEvents, "no-events", false, "kvmount: log SecretProviderClass warnings only, never as pod Events (the SecretSync controller's provider, whose \"pod\" is the controller's, sets it)")
 	if err := fs.Parse(logs.NormalizeArgs(args)); err != nil {
 		return c, err
 	}

@@ -1,6 +1,7 @@
-// Package classcheck checks SecretProviderClass and pod manifests before
-// they reach a cluster: what the Azure provider and the driver would refuse
-// or warn about, with the file, the line and the fix, without contacting
+// Package classcheck checks SecretProviderClass, pod and SecretSync
+// manifests before they reach a cluster: what the Azure provider, the
+// driver, the SecretSync controller and the API server would refuse or
+// warn about, with the file, the line and the fix, without contacting
 // anything. A class's parameters go through the provider's own parser
 // (config.Parse), so the check and the provider can never disagree; what
 // only the driver or the API server decides (the volume's readOnly, the
@@ -22,6 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
 	"kvmount.dev/kvmount/internal/azure/config"
 )
 
@@ -150,6 +152,9 @@ func Check(docs []Document) []Finding {
 	for _, k := range c.order {
 		c.checkClass(c.classes[k])
 	}
+	for _, d := range c.syncs {
+		c.checkSecretSync(d)
+	}
 	sort.SliceStable(c.findings, func(i, j int) bool {
 		a, b := c.findings[i], c.findings[j]
 		if a.File != b.File {
@@ -176,6 +181,7 @@ type checker struct {
 	classes  map[string]*class
 	order    []string
 	audience map[string]bool // the CSIDriver's tokenRequests, if one was given
+	syncs    []Document      // SecretSyncs
 	findings []Finding
 }
 
@@ -196,6 +202,8 @@ func (c *checker) collect(d *Document) {
 		k := ns + "/" + name
 		c.classes[k] = &class{doc: *d, namespace: ns, name: name}
 		c.order = append(c.order, k)
+	case kind == ssv1.Kind && strings.HasPrefix(apiVersion(d.obj), ssv1.Group+"/"):
+		c.syncs = append(c.syncs, *d)
 	case kind == "CSIDriver" && name == "secrets-store.csi.k8s.io":
 		c.audience = map[string]bool{}
 		spec, _ := d.obj["spec"].(map[string]any)

@@ -82,3 +82,34 @@ func FuzzCheck(f *testing.F) {
 		_ = Check(docs)
 	})
 }
+
+// TestCheckSecretSync: a SecretSync is checked with the controller's rules
+// (the CRD's), for misspelt fields the API server would drop, and against
+// its class: each sourcePath must be a file the class mounts.
+func TestCheckSecretSync(t *testing.T) {
+	docs, err := Read([]string{"testdata/secretsync.yaml"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"35 error sourcePath \"tls-cert\" is not a file of SecretProviderClass app-kv (it mounts db-password, cert)",
+		"37 error keys under secrets-store.sync.x-k8s.io are the controller's",
+		"39 warning did you mean forceSynchronization?",
+	}
+	var got []Finding
+	for _, f := range Check(docs) {
+		if f.Severity != Info {
+			got = append(got, f)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d findings, want %d:\n%s", len(got), len(want), join(got))
+	}
+	for i, w := range want {
+		parts := strings.SplitN(w, " ", 3)
+		f := got[i]
+		if itoa(f.Line) != parts[0] || string(f.Severity) != parts[1] || !strings.Contains(f.Message, parts[2]) {
+			t.Errorf("finding %d: %s, want %s", i, f, w)
+		}
+	}
+}

@@ -5,7 +5,8 @@
 // replaced by azsim) and the seed's YAML with only its placeholders filled,
 // then the files each pod got. It also shows the two failures users meet
 // most: a pod-identity pod without a matching binding, and a node with two
-// user-assigned identities while userAssignedIdentityID is empty.
+// user-assigned identities while userAssignedIdentityID is empty. Last, it
+// syncs the same secret into a Kubernetes Secret without a pod (SecretSync).
 package demo
 
 import (
@@ -39,8 +40,9 @@ const (
 	aks   = localenv.ClusterName
 )
 
-// Outcomes is how many rows a full run has: four mounts, two failures.
-const Outcomes = 6
+// Outcomes is how many rows a full run has: four mounts, two failures,
+// one Secret synced without a pod.
+const Outcomes = 7
 
 // Result is one row of the final table.
 type Result struct {
@@ -65,7 +67,7 @@ func Play(ctx context.Context, env *localenv.Env, out io.Writer) ([]Result, erro
 		return nil, err
 	}
 	d := &demo{env: env, kube: kube, out: out, vars: map[string]string{"<key-vault-name>": vault, "<tenant-Id>": env.TenantID, "<tenant-id>": env.TenantID}}
-	for _, step := range []func(context.Context) error{d.vault, d.podIdentity, d.userAssigned, d.systemAssigned, d.identityBinding} {
+	for _, step := range []func(context.Context) error{d.vault, d.podIdentity, d.userAssigned, d.systemAssigned, d.identityBinding, d.secretSync} {
 		if err := step(ctx); err != nil {
 			return d.rows, err
 		}
@@ -270,8 +272,19 @@ func (d *demo) events(ctx context.Context, pod string) []string {
 	}
 	var out []string
 	for _, e := range list.Items {
-		if e.Source.Component == "secrets-store-csi-driver" {
+		switch {
+		case e.Source.Component == "secrets-store-csi-driver":
 			out = append(out, e.Reason+": "+e.Message)
+		case e.Source.Component == "kubelet" && e.Reason == "FailedMount":
+			// kubelet records a failed mount with the driver's message
+			// after its own prefix ("MountVolume.SetUp failed for volume
+			// … : rpc error: code = … desc = "): the message is the part
+			// a user needs.
+			_, msg, ok := strings.Cut(e.Message, " desc = ")
+			if !ok {
+				msg = e.Message
+			}
+			out = append(out, e.Reason+": "+msg)
 		}
 	}
 	return out

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/yaml"
 )
 
@@ -205,4 +207,114 @@ func (d *demo) identityBinding(ctx context.Context) error {
 	}
 	d.row("identity binding", "kv-reader "+short(id.ClientID), "busybox-secrets-store-inline-ib", files, "mounted", true)
 	return nil
+}
+
+// secretSync is a fifth section: the same Key Vault secret in a
+// Kubernetes Secret without any pod mounting it (a SecretSync), read by a
+// Deployment through envFrom, and following a new version in Key Vault.
+func (d *demo) secretSync(ctx context.Context) error {
+	d.heading("5. Without a pod: sync into a Kubernetes Secret (SecretSync)")
+	d.say("The SecretSync controller (the chart's syncController) keeps Secret app-secrets filled from Key Vault,")
+	d.say("as the service account sync-app through workload identity; a Deployment reads it as environment variables.")
+	out, err := d.az(ctx, "azsim identity create -g "+rg+" -n sync-reader -o json")
+	if err != nil {
+		return err
+	}
+	var id struct{ ClientID string }
+	if err := json.Unmarshal([]byte(out), &id); err != nil {
+		return fmt.Errorf("identity create printed %q: %w", out, err)
+	}
+	d.vars["<sync-client-id>"], d.vars["<issuer>"] = id.ClientID, d.env.Cluster.Server
+	if err := d.azQuiet(ctx, "azsim identity federated-credential create -g "+rg+" --identity-name sync-reader -n sync-app --issuer <issuer> --subject system:serviceaccount:default:sync-app"); err != nil {
+		return err
+	}
+	if err := d.grant(ctx, "<sync-client-id>"); err != nil {
+		return err
+	}
+	for _, f := range []string{"spc-sync.yaml", "secretsync.yaml", "deployment-envfrom.yaml"} {
+		if err := d.apply(ctx, f, nil); err != nil {
+			return err
+		}
+	}
+	if _, err := d.secretValue(ctx, "app-secrets", "password", "hello-from-key-vault", syncTimeout); err != nil {
+		d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "-", "not synced: "+err.Error(), false)
+		return nil
+	}
+	env, err := d.execDeployment(ctx, "app", syncTimeout, "sh", "-c", `echo "$password"`)
+	if err != nil {
+		d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "password", "synced; the Deployment did not read it: "+err.Error(), false)
+		return nil
+	}
+	d.say("\nA new version in Key Vault reaches the Secret at the next poll (or at once with Key Vault's events):")
+	if _, err := d.az(ctx, "azsim keyvault secret set --vault-name <key-vault-name> -n secret1 --value hello-again --query id -o tsv"); err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := d.secretValue(ctx, "app-secrets", "password", "hello-again", syncTimeout); err != nil {
+		d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "password", "synced; the new version did not arrive: "+err.Error(), false)
+		return nil
+	}
+	d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "password",
+		fmt.Sprintf("synced (%s in the Deployment); new version in %s", strings.TrimSpace(env), time.Since(start).Round(100*time.Millisecond)), true)
+	return nil
+}
+
+// syncTimeout bounds the wait for a synced Secret.
+const syncTimeout = 90 * time.Second
+
+// secretValue waits until Secret name's key is want and shows it as a
+// user would read it.
+func (d *demo) secretValue(ctx context.Context, name, key, want string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := d.kube.CoreV1().Secrets("default").Get(ctx, name, metav1.GetOptions{})
+		if err == nil && string(s.Data[key]) == want {
+			d.say("\n$ kubectl get secret %s -o jsonpath='{.data.%s}' | base64 -d\n    %s", name, key, want)
+			return want, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("Secret %s has no %s = %q after %s (events: %s)", name, key, want, timeout, strings.Join(d.syncEvents(ctx, name), " | "))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// syncEvents are a SecretSync's Events.
+func (d *demo) syncEvents(ctx context.Context, name string) []string {
+	list, err := d.kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.name", name).String()})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind == "SecretSync" {
+			out = append(out, e.Reason+": "+e.Message)
+		}
+	}
+	return out
+}
+
+// execDeployment runs a command in a Deployment's pod once it runs, shown
+// as kubectl exec deploy/<name> -- …
+func (d *demo) execDeployment(ctx context.Context, name string, timeout time.Duration, cmd ...string) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := d.env.Cluster.Kubectl(ctx, append([]string{"exec", "deploy/" + name, "--"}, cmd...)...).CombinedOutput()
+		if err == nil {
+			d.say("\n$ kubectl exec deploy/%s -- %s\n%s", name, strings.Join(cmd, " "), indent(string(out)))
+			return string(out), nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("kubectl exec deploy/%s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -42,6 +42,16 @@ type Pod struct {
 	Name, Namespace, UID string
 }
 
+// Object is any object an Event is about (a SecretSync, say).
+type Object struct {
+	APIVersion, Kind     string
+	Name, Namespace, UID string
+}
+
+func (p Pod) object() Object {
+	return Object{APIVersion: "v1", Kind: "Pod", Name: p.Name, Namespace: p.Namespace, UID: p.UID}
+}
+
 // Recorder records Events as one component on one node.
 type Recorder struct {
 	dyn                 dynamic.Interface
@@ -101,61 +111,66 @@ func truncate(msg string, n int) string {
 // Record creates the pod's Event, or counts one more of the same. A
 // failure to record is logged, never returned: Events are for people.
 func (r *Recorder) Record(ctx context.Context, pod Pod, typ, reason, msg string) {
+	r.RecordObject(ctx, pod.object(), typ, reason, msg)
+}
+
+// RecordObject is Record for any object.
+func (r *Recorder) RecordObject(ctx context.Context, obj Object, typ, reason, msg string) {
 	if r == nil || r.dyn == nil {
 		return
 	}
 	msg = truncate(msg, maxMessage)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	sum := sha256.Sum256([]byte(pod.UID + "\x00" + typ + "\x00" + reason + "\x00" + msg))
+	sum := sha256.Sum256([]byte(obj.UID + "\x00" + typ + "\x00" + reason + "\x00" + msg))
 	key := hex.EncodeToString(sum[:12])
 	var err error
 	if prev, ok := r.seen.Get(key); ok {
-		err = r.bump(ctx, pod, prev)
+		err = r.bump(ctx, obj, prev)
 		if apierrors.IsNotFound(err) {
 			// The Event expired (the API server keeps Events an hour):
 			// recreate it under its name, the count going on, as
 			// client-go's recorder does; otherwise every repeat would
 			// cost a failed patch and leave a new Event behind.
-			err = r.create(ctx, pod, prev.name, typ, reason, msg, prev.count.Load())
+			err = r.create(ctx, obj, prev.name, typ, reason, msg, prev.count.Load())
 		}
 		if err == nil {
 			return
 		}
 	}
-	// kubelet's naming: the pod, a dot, a unique hex suffix.
-	name := fmt.Sprintf("%s.%x", pod.Name, uint64(time.Now().UnixNano())+r.seq.Add(1))
-	if err = r.create(ctx, pod, name, typ, reason, msg, 1); err == nil {
+	// kubelet's naming: the object, a dot, a unique hex suffix.
+	name := fmt.Sprintf("%s.%x", obj.Name, uint64(time.Now().UnixNano())+r.seq.Add(1))
+	if err = r.create(ctx, obj, name, typ, reason, msg, 1); err == nil {
 		se := &seenEvent{name: name}
 		se.count.Store(1)
 		r.seen.Put(key, se)
 		return
 	}
-	r.log.Warn("event not recorded", "pod", pod.Namespace+"/"+pod.Name, "reason", reason, "err", err)
+	r.log.Warn("event not recorded", "object", obj.Namespace+"/"+obj.Name, "reason", reason, "err", err)
 }
 
-func (r *Recorder) create(ctx context.Context, pod Pod, name, typ, reason, msg string, count int32) error {
+func (r *Recorder) create(ctx context.Context, obj Object, name, typ, reason, msg string, count int32) error {
 	now := metav1.NewTime(r.now())
 	ev := &corev1.Event{
 		TypeMeta:       metav1.TypeMeta{APIVersion: "v1", Kind: "Event"},
-		ObjectMeta:     metav1.ObjectMeta{Name: name, Namespace: pod.Namespace},
-		InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, Namespace: pod.Namespace, UID: types.UID(pod.UID)},
+		ObjectMeta:     metav1.ObjectMeta{Name: name, Namespace: obj.Namespace},
+		InvolvedObject: corev1.ObjectReference{APIVersion: obj.APIVersion, Kind: obj.Kind, Name: obj.Name, Namespace: obj.Namespace, UID: types.UID(obj.UID)},
 		Reason:         reason, Message: msg, Type: typ,
 		Source:         corev1.EventSource{Component: r.component, Host: r.instance},
 		FirstTimestamp: now, LastTimestamp: now, Count: count,
 		ReportingController: r.component, ReportingInstance: r.instance,
 	}
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ev)
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ev)
 	if err != nil {
 		return err
 	}
-	_, err = r.dyn.Resource(GVR).Namespace(pod.Namespace).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{})
+	_, err = r.dyn.Resource(GVR).Namespace(obj.Namespace).Create(ctx, &unstructured.Unstructured{Object: u}, metav1.CreateOptions{})
 	return err
 }
 
 // bump adds one to a recorded Event's count (a merge patch: one request).
-func (r *Recorder) bump(ctx context.Context, pod Pod, prev *seenEvent) error {
+func (r *Recorder) bump(ctx context.Context, obj Object, prev *seenEvent) error {
 	patch := fmt.Sprintf(`{"count":%d,"lastTimestamp":%q}`, prev.count.Add(1), r.now().UTC().Format(time.RFC3339))
-	_, err := r.dyn.Resource(GVR).Namespace(pod.Namespace).Patch(ctx, prev.name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	_, err := r.dyn.Resource(GVR).Namespace(obj.Namespace).Patch(ctx, prev.name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	return err
 }

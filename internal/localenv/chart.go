@@ -28,7 +28,7 @@ const (
 
 // imageArchives are the images every node imports (nothing is pulled):
 // the sandbox and the seed's busybox, then kvmount's two.
-var imageArchives = []string{"pause", "busybox", "secrets-store-csi-driver", "provider-azure"}
+var imageArchives = []string{"pause", "busybox", "secrets-store-csi-driver", "provider-azure", "secrets-sync-controller"}
 
 // images lists the OCI archives in dir, naming the build that makes them.
 func images(dir string) ([]string, error) {
@@ -61,7 +61,29 @@ func (e *Env) ChartValues() (map[string]any, error) {
 	if poll == 0 {
 		poll = 2 * time.Minute
 	}
+	azsimArgs := []string{
+		"--cloud-name=AzureStackCloud",
+		"--cloud-env-file=" + filepath.Join(files, "cloud.json"),
+		"--ca-file=" + filepath.Join(files, "ca.crt"),
+		"--host-override=" + azsim.HostSuffix + "=" + ep.Address,
+		// AKS's token proxy is behind the API server's address; here
+		// azsim serves it. Its name is still found out from the API
+		// server's certificate, as on AKS.
+		"--token-proxy-url=" + ep.TokenProxy,
+	}
+	azsimVolumes := []any{map[string]any{"name": "azsim", "hostPath": map[string]any{"path": files, "type": "Directory"}}}
+	azsimMounts := []any{map[string]any{"name": "azsim", "mountPath": files, "readOnly": true}}
 	return map[string]any{
+		"syncController": map[string]any{
+			"enabled":              e.cfg.SyncController,
+			"rotationPollInterval": poll.String(),
+			"provider":             map[string]any{"extraArgs": azsimArgs},
+			"volumes":              azsimVolumes,
+			"volumeMounts":         azsimMounts,
+			// Quick failover on these small nodes (the defaults wait 15 s
+			// for a lease nobody renews).
+			"extraArgs": []string{"--leader-elect-lease-duration=6s", "--leader-elect-renew-deadline=4s", "--leader-elect-retry-period=1s"},
+		},
 		"enableSecretRotation": true,
 		"rotationPollInterval": poll.String(),
 		"syncSecret":           map[string]any{"enabled": true},
@@ -71,21 +93,10 @@ func (e *Env) ChartValues() (map[string]any, error) {
 			"additionalProvidersDirs": []string{},
 		},
 		"provider": map[string]any{
-			"cacheTTL": poll.String(),
-			"extraArgs": []string{
-				"--cloud-name=AzureStackCloud",
-				"--cloud-env-file=" + filepath.Join(files, "cloud.json"),
-				"--ca-file=" + filepath.Join(files, "ca.crt"),
-				"--host-override=" + azsim.HostSuffix + "=" + ep.Address,
-				"--imds-endpoint=" + ep.NodeIMDS,
-				"--nmi-endpoint=" + ep.NodeNMI,
-				// AKS's token proxy is behind the API server's address;
-				// here azsim serves it. Its name is still found out from
-				// the API server's certificate, as on AKS.
-				"--token-proxy-url=" + ep.TokenProxy,
-			},
-			"volumes":      []any{map[string]any{"name": "azsim", "hostPath": map[string]any{"path": files, "type": "Directory"}}},
-			"volumeMounts": []any{map[string]any{"name": "azsim", "mountPath": files, "readOnly": true}},
+			"cacheTTL":     poll.String(),
+			"extraArgs":    append(azsimArgs, "--imds-endpoint="+ep.NodeIMDS, "--nmi-endpoint="+ep.NodeNMI),
+			"volumes":      azsimVolumes,
+			"volumeMounts": azsimMounts,
 		},
 	}, nil
 }
@@ -141,8 +152,8 @@ func (e *Env) installChart(ctx context.Context) error {
 		return err
 	}
 	if out, err := e.Helm(ctx, "upgrade", "--install", ReleaseName, chart, "--namespace", ReleaseNamespace,
-		"--values", valuesFile, "--wait", "--timeout", "3m").CombinedOutput(); err != nil {
-		return fmt.Errorf("helm install: %w:\n%s%s", err, out, e.podProblems(ctx))
+		"--values", valuesFile, "--wait", "--timeout", "150s").CombinedOutput(); err != nil {
+		return fmt.Errorf("helm install: %w:\n%s%s", err, out, e.podProblems(context.Background()))
 	}
 	return e.waitPods(ctx)
 }
@@ -253,12 +264,35 @@ func (e *Env) podProblems(ctx context.Context) string {
 				fmt.Fprintf(&b, " (last exit %d: %s)", t.ExitCode, t.Message)
 			}
 			b.WriteString("\n")
+			b.WriteString(e.containerLogTail(p, st.Name, 8))
 		}
 	}
 	if b.Len() == 0 {
 		return ""
 	}
 	return "pods not ready:\n" + b.String() + "their logs are under " + filepath.Join(e.Cluster.Dir(), "n", "*", "pod-logs") + "\n"
+}
+
+// containerLogTail is the end of a container's log on its node (kubelet's
+// pod logs dir), indented, or "".
+func (e *Env) containerLogTail(p corev1.Pod, container string, lines int) string {
+	for _, n := range e.Cluster.Nodes {
+		if n.Name != p.Spec.NodeName {
+			continue
+		}
+		logs, _ := filepath.Glob(filepath.Join(filepath.Dir(n.RootDir), "pod-logs", p.Namespace+"_"+p.Name+"_*", container, "*.log"))
+		if len(logs) == 0 {
+			return ""
+		}
+		b, err := os.ReadFile(logs[len(logs)-1])
+		if err != nil {
+			return ""
+		}
+		all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		all = all[max(0, len(all)-lines):]
+		return "    " + strings.Join(all, "\n    ") + "\n"
+	}
+	return ""
 }
 
 // restartDriverPod deletes node i's driver pod and waits until the

@@ -55,7 +55,10 @@ type Config struct {
 	ImagesDir string
 	// KubeVersion picks the Kubernetes binaries (localcluster.Config).
 	KubeVersion string
-	Logf        func(format string, args ...any)
+	// SyncController installs the SecretSync controller (the chart's
+	// syncController) beside the node DaemonSets (RuntimeContainerd).
+	SyncController bool
+	Logf           func(format string, args ...any)
 }
 
 // Env is a running environment.

@@ -10,8 +10,6 @@ package secretsync
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -27,9 +25,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
-	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
+	"kvmount.dev/kvmount/internal/tlssecret"
 )
 
 // ManagedLabel marks Secrets the driver created, as upstream does.
@@ -122,7 +120,7 @@ func build(i int, so *v1.SecretObject, owner Owner, files map[string][]byte) (*c
 			return nil, bad("objectName %q is not a mounted file (it must be the file name: the object's alias or name)", d.ObjectName)
 		}
 		if typ == corev1.SecretTypeTLS && (d.Key == corev1.TLSCertKey || d.Key == corev1.TLSPrivateKeyKey) {
-			part, err := tlsPart(content, d.Key)
+			part, err := tlssecret.Part(content, d.Key)
 			if err != nil {
 				return nil, bad("%s from %q: %v", d.Key, d.ObjectName, err)
 			}
@@ -217,72 +215,6 @@ func merge(cur, want *corev1.Secret, owner Owner) (*corev1.Secret, bool) {
 		}
 	}
 	return next, changed
-}
-
-// tlsPart takes the certificate chain (tls.crt) or the private key
-// (tls.key, as PKCS#1 for RSA and SEC 1 for EC, as upstream writes it) out
-// of PEM or PKCS#12 content.
-func tlsPart(content []byte, key string) ([]byte, error) {
-	blocks, err := pemBlocks(content)
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	for _, b := range blocks {
-		switch {
-		case key == corev1.TLSCertKey && b.Type == "CERTIFICATE":
-			out = append(out, pem.EncodeToMemory(b)...)
-		case key == corev1.TLSPrivateKeyKey && strings.HasSuffix(b.Type, "PRIVATE KEY"):
-			k, err := traditionalKey(b)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, k...)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no %s found in the file", map[string]string{corev1.TLSCertKey: "certificate", corev1.TLSPrivateKeyKey: "private key"}[key])
-	}
-	return out, nil
-}
-
-func pemBlocks(content []byte) ([]*pem.Block, error) {
-	var blocks []*pem.Block
-	rest := content
-	for {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		blocks = append(blocks, b)
-	}
-	if len(blocks) > 0 {
-		return blocks, nil
-	}
-	key, leaf, chain, err := pkcs12.DecodeChain(content, "")
-	if err != nil {
-		return nil, errors.New("the file is neither PEM nor a PKCS#12 archive with an empty password")
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	blocks = append(blocks, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	for _, c := range append([]*x509.Certificate{leaf}, chain...) {
-		blocks = append(blocks, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return blocks, nil
-}
-
-func traditionalKey(b *pem.Block) ([]byte, error) {
-	if b.Type != "PRIVATE KEY" {
-		return pem.EncodeToMemory(b), nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return nil, errors.New("the private key is not valid PKCS#8")
-	}
-	return marshalTraditional(k)
 }
 
 // typedSecrets is the Secret calls apply needs, over the dynamic client.

@@ -77,10 +77,12 @@ func TestHelmChart(t *testing.T) {
 	if out, err := exec.Command(helm, "lint", chartDir).CombinedOutput(); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)
 	}
-	a, _ := os.ReadFile("../../deploy/crds/secrets-store.csi.x-k8s.io.yaml")
-	b, _ := os.ReadFile(filepath.Join(chartDir, "files", "secrets-store.csi.x-k8s.io.yaml"))
-	if len(a) == 0 || string(a) != string(b) {
-		t.Errorf("the chart's CRDs differ from deploy/crds: run make crds")
+	for _, f := range []string{"secrets-store.csi.x-k8s.io.yaml", "secret-sync.x-k8s.io.yaml"} {
+		a, _ := os.ReadFile(filepath.Join("../../deploy/crds", f))
+		b, _ := os.ReadFile(filepath.Join(chartDir, "files", f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("the chart's %s differs from deploy/crds: run make crds", f)
+		}
 	}
 	env, _ := startFakeEnv(t, 1, nil)
 	cluster := fmt.Sprintf("1.%d.0", serverMinor(t, env))
@@ -102,7 +104,7 @@ func TestHelmChart(t *testing.T) {
 		{"defaults on 1.37", "1.37.2", nil,
 			[]string{"serviceAccountTokenInSecrets: true", "audience: api://AKSIdentityBinding", "requiresRepublish: false", "--enable-secret-rotation=false",
 				"app.kubernetes.io/name: kvmount", "helm.sh/resource-policy: keep", "virtual-kubelet", "aggregate-to-edit", "image: ghcr.io/kvmount/provider-azure:v0.1.0"},
-			[]string{"secretprovidersyncing-role"}},
+			[]string{"secretprovidersyncing-role", "secret-sync.x-k8s.io", "kind: Deployment"}},
 		{"defaults on 1.33", "1.33.0", nil, []string{"tokenRequests:"}, []string{"serviceAccountTokenInSecrets"}},
 		{"rotation, sync, logs", "1.37.2", []string{"enableSecretRotation=true", "rotationPollInterval=30s", "syncSecret.enabled=true", "logVerbosity=5", "logFormatJSON=true"},
 			[]string{"requiresRepublish: true", "--rotation-poll-interval=30s", "secretprovidersyncing-role", "- -v=5", "- --log-format-json=true"}, nil},
@@ -110,6 +112,13 @@ func TestHelmChart(t *testing.T) {
 			[]string{"secrets-store-csi-driver@sha256:aaaa", "image: mirror.example/kvmount/provider:v9", "name: regcred"}, nil},
 		{"only the driver, no RBAC, no CRDs", "1.37.2", []string{"provider.enabled=false", "rbac.install=false", "crds.install=false"},
 			[]string{"name: csi-secrets-store"}, []string{"provider-azure", "kind: ClusterRole", "kind: CustomResourceDefinition"}},
+		{"sync controller", "1.37.2", []string{"syncController.enabled=true", "syncController.rotationPollInterval=1h", "syncController.secretSyncControllerName=team-a"},
+			[]string{"name: secretsyncs.secret-sync.x-k8s.io", "kind: Deployment", "name: secrets-store-sync-controller-manager", "- --leader-elect",
+				"--rotation-poll-interval=1h", "--cache-ttl=1h", "--secret-sync-controller-name=team-a", "kind: ValidatingAdmissionPolicyBinding",
+				"policyName: kvmount-secrets-sync-no-delete", "seccompProfile: {type: RuntimeDefault}", "--no-events"}, nil},
+		{"sync controller without drift repair or policies", "1.37.2", []string{"syncController.enabled=true", "syncController.repairDrift=false",
+			"syncController.validatingAdmissionPolicies.enabled=false"},
+			[]string{`verbs: ["create", "patch", "delete"]`, "--repair-drift=false"}, []string{"ValidatingAdmissionPolicy"}},
 		{"placement", "1.37.2", []string{"linux.nodeSelector.pool=system", "linux.priorityClassName=", "provider.podAnnotations.prometheus\\.io/scrape=enabled", "linux.extraArgs[0]=--kube-api-qps=50"},
 			[]string{"pool: system", "prometheus.io/scrape", "--kube-api-qps=50"}, nil},
 	} {

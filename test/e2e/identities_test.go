@@ -24,14 +24,14 @@ import (
 // node with several user-assigned identities and no
 // userAssignedIdentityID, each refused with its event.
 func TestSeedThreeMethods(t *testing.T) {
-	env, _ := startEnv(t, 2)
+	env, _ := startEnvWith(t, 2, func(c *localenv.Config) { c.SyncController = true })
 	var out strings.Builder
 	rows, err := demo.Play(context.Background(), env, io.MultiWriter(&out, testLog{t}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]bool{"pod identity": true, "pod identity, no binding": true, "user-assigned MI": true,
-		"VM MI, 2+ user-assigned, no ID": true, "system-assigned MI": true, "identity binding": true}
+		"VM MI, 2+ user-assigned, no ID": true, "system-assigned MI": true, "identity binding": true, "SecretSync (no pod)": true}
 	for _, r := range rows {
 		if !want[r.Method] || !r.OK {
 			t.Errorf("row %+v", r)
@@ -135,6 +135,37 @@ func TestWorkloadIdentity(t *testing.T) {
 		ev := strings.Join(events(cs, "default", "wi-other"), " | ")
 		return strings.Contains(ev, "no federated credential for service account default/other"), ev
 	})
+	// Revoked: the federated credential is deleted. A new pod of the
+	// service account is refused at once (no cached token answers its
+	// first mount), and the running pod stops receiving new versions.
+	azsim(t, env, "identity federated-credential delete", map[string]any{"resourceGroup": localenv.ResourceGroup, "identityName": "wi", "name": "app"})
+	assertRevoked(t, env, cs, "kvmount-wi", "wi-app", podWithClass("wi-app-new", "wi", "app", ""),
+		"no federated credential for service account default/app", "from-workload-identity")
+}
+
+// assertRevoked checks what revoking a running pod's identity does: a new
+// pod of the same service account is refused with an explanation, and the
+// running pod's next refresh fails (SecretRotationFailed) and keeps its
+// files, although Key Vault has a new version.
+func assertRevoked(t *testing.T, env *localenv.Env, cs kubernetes.Interface, vault, running string, newPod *corev1.Pod, why, old string) {
+	t.Helper()
+	ctx := context.Background()
+	azsim(t, env, "keyvault secret set", map[string]any{"vaultName": vault, "name": "secret1", "value": "after-revocation"})
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, newPod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the new pod refused after the revocation", func() (bool, string) {
+		ev := strings.Join(events(cs, "default", newPod.Name), " | ")
+		return strings.Contains(ev, why), ev
+	})
+	waitFor(t, 60*time.Second, "the running pod's refresh refused", func() (bool, string) {
+		ev := strings.Join(events(cs, "default", running), " | ")
+		return strings.Contains(ev, "SecretRotationFailed") && strings.Contains(ev, why), ev
+	})
+	p := scheduledPod(t, cs, "default", running)
+	if b, _ := os.ReadFile(filepath.Join(volumeDir(env, p, "secrets-store01-inline"), "secret1")); string(b) != old {
+		t.Errorf("the running pod of a revoked identity has secret1 = %q, want the version it had (%q)", b, old)
+	}
 }
 
 // TestServicePrincipal mounts with a nodePublishSecretRef Secret holding a
@@ -211,4 +242,13 @@ subjects: [{kind: ServiceAccount, name: ib-app, namespace: default}]
 		return strings.Contains(ev, "system:serviceaccount:default:ib-other is not allowed to use managed identity "+clientID) &&
 			strings.Contains(ev, "use-managed-identity"), ev
 	})
+	// Revoked: the service account may no longer use the identity (its
+	// ClusterRoleBinding is deleted). The token proxy decides on every
+	// exchange: a new pod is refused at once, the running one within a
+	// poll.
+	if err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, "use-ib", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	assertRevoked(t, env, cs, "kvmount-ib", "ib-app", podWithClass("ib-app-new", "ib", "ib-app", ""),
+		"system:serviceaccount:default:ib-app is not allowed to use managed identity "+clientID, "from-identity-binding")
 }

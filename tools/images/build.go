@@ -112,6 +112,9 @@ func images(cfg config) []image {
 		{ref: cfg.repo + "/provider-azure:" + cfg.version, title: "provider-azure",
 			binary: goBin("./cmd/provider-azure", cfg.root), path: "/usr/local/bin/provider-azure",
 			user: "65532:65532", platforms: cfg.platforms},
+		{ref: cfg.repo + "/secrets-sync-controller:" + cfg.version, title: "secrets-sync-controller",
+			binary: goBin("./cmd/secrets-sync-controller", cfg.root), path: "/usr/local/bin/secrets-sync-controller",
+			user: "65532:65532", platforms: cfg.platforms},
 	}
 	if cfg.productOnly {
 		return out

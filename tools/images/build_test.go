@@ -41,7 +41,7 @@ func TestReproducible(t *testing.T) {
 	if string(d1) != string(d2) {
 		t.Fatalf("two builds of one commit differ:\n%s\n%s", d1, d2)
 	}
-	for title, user := range map[string]string{"secrets-store-csi-driver": "0:0", "provider-azure": "65532:65532"} {
+	for title, user := range map[string]string{"secrets-store-csi-driver": "0:0", "provider-azure": "65532:65532", "secrets-sync-controller": "65532:65532"} {
 		checkImage(t, filepath.Join(out1, title+".oci.tar"), title, user)
 	}
 }

@@ -130,7 +130,7 @@ func decodeYAML(text string, v any, known []string) ([]string, error) {
 // unknownFieldWarning explains a field upstream ignores: most are typos.
 func unknownFieldWarning(object, field string, known []string) Warning {
 	msg := fmt.Sprintf("unknown field %q is ignored (as upstream ignores it)", field)
-	if near := nearest(field, known); near != "" {
+	if near := Nearest(field, known); near != "" {
 		msg += fmt.Sprintf(": did you mean %s?", near)
 	} else {
 		msg += ": the fields are " + strings.Join(known, ", ")
@@ -138,9 +138,9 @@ func unknownFieldWarning(object, field string, known []string) Warning {
 	return Warning{Object: object, Msg: msg}
 }
 
-// nearest is the known field closest to a misspelt one (at most two edits
+// Nearest is the known field closest to a misspelt one (at most two edits
 // away, or equal but for case), or "".
-func nearest(field string, known []string) string {
+func Nearest(field string, known []string) string {
 	best, dist := "", 3
 	for _, k := range known {
 		if strings.EqualFold(k, field) {

@@ -69,6 +69,9 @@ type RunConfig struct {
 	// in-cluster configuration if there is one, else Events are not
 	// recorded (warnings are still logged).
 	Kubeconfig string
+	// NoEvents logs warnings only (beside the SecretSync controller, the
+	// mount's pod is the controller's, not one a user looks at).
+	NoEvents bool
 	// Now is the fetcher's clock (tests move it across epochs); nil is
 	// time.Now.
 	Now func() time.Time
@@ -264,7 +267,7 @@ func eventRecorder(rc RunConfig, kube kubeAccess, log *slog.Logger) (*events.Rec
 	if kube.err != nil {
 		return nil, kube.err
 	}
-	if kube.cfg == nil {
+	if kube.cfg == nil || rc.NoEvents {
 		return nil, nil
 	}
 	cfg := rest.CopyConfig(kube.cfg)
