@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -47,6 +48,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	// The live heap is small (caches of SecretSyncs, classes and the
+	// Secrets it owns); a soft limit keeps the collector from letting
+	// garbage double the footprint. GOMEMLIMIT in the environment wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(40 << 20)
+	}
 	c, err := parse(args, os.Stdout)
 	if err != nil || c.version {
 		if c.version {
