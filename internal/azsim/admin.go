@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"kvmount.dev/kvmount/internal/azsim/eventgrid"
 	"kvmount.dev/kvmount/internal/azsim/store"
 )
 
@@ -76,6 +77,9 @@ func (s *Server) Admin(ctx context.Context, verb string, args any) (map[string]a
 
 func (s *Server) runVerb(ctx context.Context, verb string, raw json.RawMessage) (any, error) {
 	f, ok := verbs[verb]
+	if eg, isEG := s.eg.Verbs()[verb]; !ok && isEG {
+		f, ok = func(ctx context.Context, _ *Server, raw json.RawMessage) (any, error) { return adminErr(eg(ctx, raw)) }, true
+	}
 	if !ok {
 		return nil, &AdminError{Status: http.StatusNotFound, Code: "UnknownCommand", Message: fmt.Sprintf("%q is not an azsim command", verb)}
 	}
@@ -83,6 +87,15 @@ func (s *Server) runVerb(ctx context.Context, verb string, raw json.RawMessage) 
 	out, err := f(ctx, s, raw)
 	if err == nil && s.endpointCount() != before { // the verb started IMDS or NMI endpoints
 		err = s.writeEndpoints()
+	}
+	return out, err
+}
+
+// adminErr turns a resource provider's error into the admin API's.
+func adminErr(out any, err error) (any, error) {
+	var e *eventgrid.Error
+	if errors.As(err, &e) {
+		return nil, &AdminError{Status: e.Status, Code: e.Code, Message: e.Message}
 	}
 	return out, err
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"kvmount.dev/kvmount/internal/azsim/eventgrid"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
 	"kvmount.dev/kvmount/internal/azsim/store"
 )
@@ -149,6 +150,7 @@ func keyvaultSetPolicy(_ context.Context, s *Server, a PolicyArgs) (any, error) 
 	if err != nil {
 		return nil, err
 	}
+	s.eg.PublishAccessPolicyChanged(s.vaultID(v), v.Name, VaultURL(v.Name))
 	return s.vaultJSON(v), nil
 }
 
@@ -178,6 +180,29 @@ func lower(xs []string) []string {
 	return out
 }
 
+// eventGridRole assigns a data role on an Event Grid namespace scope;
+// handled is false for other scopes.
+func (s *Server) eventGridRole(a RoleArgs) (any, bool, error) {
+	if !eventgrid.NamespaceScope(a.Scope) {
+		return nil, false, nil
+	}
+	var p store.Principal
+	if err := s.view(func(tx *store.Tx) error {
+		var err error
+		p, err = store.FindPrincipal(tx, a.Assignee)
+		return err
+	}); err != nil {
+		return nil, true, notFound("Cannot find user or service principal in graph database for '%s'.", a.Assignee)
+	}
+	ra, err := s.eg.AssignRole(a.Scope, p.ObjectID, a.Role)
+	if err != nil {
+		_, err = adminErr(nil, err)
+		return nil, true, err
+	}
+	return map[string]any{"id": a.Scope + "/providers/Microsoft.Authorization/roleAssignments/" + ra.ID, "name": ra.ID,
+		"principalId": ra.PrincipalID, "principalType": "ServicePrincipal", "roleDefinitionName": a.Role, "scope": a.Scope}, true, nil
+}
+
 // RoleArgs is `role assignment create --assignee … --role … --scope …`.
 type RoleArgs struct {
 	Assignee string `json:"assignee"`
@@ -201,6 +226,9 @@ var vaultScopeRE = regexp.MustCompile(`(?i)^/subscriptions/[^/]+/resourcegroups/
 func roleAssignmentCreate(_ context.Context, s *Server, a RoleArgs) (any, error) {
 	if err := required("--assignee", a.Assignee, "--role", a.Role, "--scope", a.Scope); err != nil {
 		return nil, err
+	}
+	if out, handled, err := s.eventGridRole(a); handled {
+		return out, err
 	}
 	role := strings.ToLower(a.Role)
 	if name, ok := roleIDs[role]; ok {

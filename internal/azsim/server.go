@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"kvmount.dev/kvmount/internal/azsim/entra"
+	"kvmount.dev/kvmount/internal/azsim/eventgrid"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
 	"kvmount.dev/kvmount/internal/azsim/nmi"
 	"kvmount.dev/kvmount/internal/azsim/store"
@@ -50,6 +51,9 @@ const (
 	LoginHost      = "login.azsim.test"
 	LoginURL       = "https://" + LoginHost
 	ManagementHost = "management.azsim.test"
+	// EventGridSuffix is the Event Grid namespaces' host suffix: namespace
+	// n is https://n.<EventGridSuffix>.
+	EventGridSuffix = "eventgrid.azsim.test"
 	// HostSuffix is what every azsim host name ends with; clients route
 	// every such name to azsim's listener.
 	HostSuffix = "azsim.test"
@@ -83,7 +87,11 @@ type Config struct {
 	// for the server name its control plane's ID gives: see
 	// ControlPlaneID). Set, azsim serves the proxy on Addr's host.
 	TokenProxyCert, TokenProxyKey string
-	Logger                        *slog.Logger
+	// EventRetryScale multiplies Event Grid's retry schedule, lock and
+	// validation times (0.01: the 10 s first retry comes after 100 ms),
+	// for tests; 0 is 1, the service's own.
+	EventRetryScale float64
+	Logger          *slog.Logger
 }
 
 // Server is a running azsim.
@@ -94,12 +102,16 @@ type Server struct {
 	cloud   store.Cloud
 	issuer  *entra.Issuer
 	kv      *keyvault.Handler
+	eg      *eventgrid.Broker
 	http    *http.Server
 	ln      net.Listener
 	adminTk string
 
-	mu        sync.Mutex // guards endpoints
+	mu        sync.Mutex // guards endpoints and expirySent
 	endpoints map[string]*endpoint
+	// expirySent are the near-expiry and expired events published.
+	expirySent map[string]bool
+	done       chan struct{}
 
 	ent        *entra.Handler
 	tokens     tokenCounters
@@ -125,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("azsim: data dir: %w", err)
 	}
-	s := &Server{cfg: cfg, endpoints: map[string]*endpoint{}}
+	s := &Server{cfg: cfg, endpoints: map[string]*endpoint{}, done: make(chan struct{})}
 	if err := s.open(); err != nil {
 		s.Close()
 		return nil, err
@@ -146,6 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	go s.scanExpiryEvery(s.done)
 	return s, nil
 }
 
@@ -164,7 +177,11 @@ func (s *Server) open() error {
 	}
 	s.issuer = entra.NewIssuer(key.(*rsa.PrivateKey), nil)
 	s.kv = keyvault.New(keyvault.Config{DB: db, DNSSuffix: VaultDNSSuffix, Resource: VaultResource, LoginURL: LoginURL,
-		SubscriptionID: s.cloud.SubscriptionID, Verifier: s.issuer, Latency: s.cfg.Latency, GetLimit: s.cfg.GetLimit})
+		SubscriptionID: s.cloud.SubscriptionID, Verifier: s.issuer, Latency: s.cfg.Latency, GetLimit: s.cfg.GetLimit,
+		Changed: s.vaultChanged})
+	s.eg = eventgrid.New(eventgrid.Config{DB: db, SubscriptionID: s.cloud.SubscriptionID, Tokens: appTokens{s.issuer},
+		Client: s.webhookClient(), RetryScale: s.cfg.EventRetryScale, HostSuffix: EventGridSuffix,
+		ValidationBase: "https://" + ManagementHost, SourceExists: s.vaultIDExists, Logger: s.cfg.Logger})
 	if s.ca, err = pki.LoadOrCreateCA(s.cfg.DataDir, "azsim local cloud CA"); err != nil {
 		return err
 	}
@@ -211,7 +228,7 @@ func adminToken(path string) (string, error) {
 func (s *Server) listen() error {
 	certPath, keyPath, err := s.ca.Issue(s.cfg.DataDir, "serving", pki.Spec{
 		CommonName: "azsim", Server: true,
-		DNSNames: []string{"*." + VaultDNSSuffix, VaultDNSSuffix, LoginHost, ManagementHost, "localhost"},
+		DNSNames: []string{"*." + VaultDNSSuffix, VaultDNSSuffix, "*." + EventGridSuffix, LoginHost, ManagementHost, "localhost"},
 		IPs:      s.servingIPs(),
 	})
 	if err != nil {
@@ -268,8 +285,12 @@ func (s *Server) route(ent http.Handler) http.Handler {
 				s.tokens.entra.Add(1)
 			}
 			ent.ServeHTTP(w, r)
+		case strings.EqualFold(host, ManagementHost) && r.URL.Path == eventgrid.ValidatePath:
+			s.eg.Handler().ServeHTTP(w, r)
 		case strings.EqualFold(host, ManagementHost):
 			s.serveAdmin(w, r)
+		case strings.HasSuffix(strings.ToLower(host), "."+EventGridSuffix):
+			s.eg.Handler().ServeHTTP(w, r)
 		default:
 			s.kv.ServeHTTP(w, r)
 		}
@@ -278,7 +299,14 @@ func (s *Server) route(ent http.Handler) http.Handler {
 }
 
 // federationClient trusts the system roots plus TrustCAFiles.
-func (s *Server) federationClient() *http.Client {
+func (s *Server) federationClient() *http.Client { return s.trustingClient(10 * time.Second) }
+
+// webhookClient delivers Event Grid's events: the same roots (a webhook
+// needs a certificate of a CA the cloud trusts), Event Grid's 30 s.
+func (s *Server) webhookClient() *http.Client { return s.trustingClient(30 * time.Second) }
+
+// trustingClient trusts the system roots plus TrustCAFiles.
+func (s *Server) trustingClient(timeout time.Duration) *http.Client {
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		pool = x509.NewCertPool()
@@ -290,7 +318,7 @@ func (s *Server) federationClient() *http.Client {
 			s.cfg.Logger.Warn("cannot read trusted CA", "file", f, "err", err)
 		}
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: timeout}
 }
 
 // Close stops every listener and closes the store.
@@ -298,6 +326,14 @@ func (s *Server) Close() error {
 	var errs []error
 	if s.nmiCache != nil {
 		s.nmiCache.Close()
+	}
+	if s.eg != nil {
+		s.eg.Close()
+	}
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
 	}
 	s.mu.Lock()
 	for _, e := range s.endpoints {

@@ -38,6 +38,7 @@ func serve(ctx context.Context, dataDir string, args []string, stdout io.Writer)
 	fs.StringVar(&cfg.TokenProxyKey, "token-proxy-key", "", "the token proxy certificate's key")
 	var nodes stringList
 	fs.Var(&nodes, "node-address", "NAME=ADDRESS of a machine (repeatable): one IMDS and one NMI then answer each such caller as machine NAME")
+	fs.Float64Var(&cfg.EventRetryScale, "event-retry-scale", 1, "multiply Event Grid's retry schedule, lock and validation times (tests: 0.01 makes the first retry come after 100 ms)")
 	fs.BoolVar(&verbose, "v", false, "log every request (never secret values)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

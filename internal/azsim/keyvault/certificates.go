@@ -409,6 +409,9 @@ func (h *Handler) saveCertificate(vault, name string, m material, contentType, i
 			return store.Put(tx, store.BucketCerts, key, c)
 		})
 	})
+	if err == nil {
+		h.changed(vault, kindCerts, name, c.Version, c.Attributes)
+	}
 	return c, err
 }
 

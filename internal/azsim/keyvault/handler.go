@@ -39,6 +39,19 @@ type Config struct {
 	// before it throttles with 429; zero means the service's 4,000.
 	GetLimit int
 	Now      func() time.Time
+	// Changed, if set, is told of every new object version, after it is
+	// stored: what Key Vault publishes as *NewVersionCreated events. A
+	// certificate's new version is one change (its backing key and secret
+	// are not announced on their own).
+	Changed func(Change)
+}
+
+// Change is one new object version.
+type Change struct {
+	Vault string
+	// Kind is "secrets", "keys" or "certificates".
+	Kind, Name, Version string
+	NBF, EXP            *time.Time
 }
 
 // Stats counts one vault's requests, for benchmarks.
@@ -264,4 +277,11 @@ func checkAPIVersion(v string) error {
 		return nil
 	}
 	return errBadParameter("The specified version (%s) is not recognized. Consider using the latest supported version (%s).", v, latestAPIVersion)
+}
+
+// changed tells Config.Changed of a new version.
+func (h *Handler) changed(vault, kind, name, version string, a store.Attributes) {
+	if h.cfg.Changed != nil {
+		h.cfg.Changed(Change{Vault: strings.ToLower(vault), Kind: kind, Name: name, Version: version, NBF: a.NBF, EXP: a.EXP})
+	}
 }

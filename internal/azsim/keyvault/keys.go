@@ -246,6 +246,9 @@ func (h *Handler) saveKey(vault, name, kty string, ops []string, priv crypto.Sig
 			return store.Put(tx, store.BucketKeys, store.ObjectKey(vault, name, k.Version), k)
 		})
 	})
+	if err == nil && !managed {
+		h.changed(vault, kindKeys, name, k.Version, k.Attributes)
+	}
 	return k, err
 }
 

@@ -115,6 +115,9 @@ func (h *Handler) SetSecret(vault, name string, p SecretParams) (store.Secret, e
 			return store.Put(tx, store.BucketSecrets, store.ObjectKey(vault, name, s.Version), s)
 		})
 	})
+	if err == nil {
+		h.changed(vault, kindSecrets, name, s.Version, s.Attributes)
+	}
 	return s, err
 }
 
