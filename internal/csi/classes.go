@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // Classes reads SecretProviderClasses from a cache fed by one watch, as
@@ -48,6 +50,39 @@ func NewClasses(dyn dynamic.Interface) *Classes {
 		return obj, nil
 	})
 	return &Classes{dyn: dyn, informer: inf}
+}
+
+// Notify calls fn when a class's refresh annotations change: with the
+// changes it lists that it did not list before (refresh.ChangedAnnotation)
+// and whether a refresh was asked for (a new refresh.RequestAnnotation
+// value). Call it before Start. A class whose list cannot be read is
+// skipped with a log line: the annotation is the sync controller's, and the
+// poll still refreshes its volumes.
+func (c *Classes) Notify(logger *slog.Logger, fn func(ns, name string, changes []refresh.Change, requested bool)) {
+	if c.informer == nil {
+		return
+	}
+	_, _ = c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(old, cur any) {
+		o, ok1 := old.(*unstructured.Unstructured)
+		n, ok2 := cur.(*unstructured.Unstructured)
+		if !ok1 || !ok2 {
+			return
+		}
+		oa, na := o.GetAnnotations(), n.GetAnnotations()
+		requested := na[refresh.RequestAnnotation] != "" && na[refresh.RequestAnnotation] != oa[refresh.RequestAnnotation]
+		var fresh []refresh.Change
+		if na[refresh.ChangedAnnotation] != oa[refresh.ChangedAnnotation] {
+			was, _ := refresh.ParseChanges(oa[refresh.ChangedAnnotation])
+			now, err := refresh.ParseChanges(na[refresh.ChangedAnnotation])
+			if err != nil {
+				logger.Warn("SecretProviderClass's change list ignored", "class", n.GetNamespace()+"/"+n.GetName(), "err", err)
+			}
+			fresh = refresh.New(was, now)
+		}
+		if requested || len(fresh) > 0 {
+			fn(n.GetNamespace(), n.GetName(), fresh, requested)
+		}
+	}})
 }
 
 // Start fills and keeps the cache in the background until ctx ends.

@@ -16,6 +16,7 @@ import (
 	"kvmount.dev/kvmount/internal/epoch"
 	"kvmount.dev/kvmount/internal/events"
 	"kvmount.dev/kvmount/internal/providers"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // DriverName is the CSI driver name of the Secrets Store CSI driver.
@@ -57,8 +58,10 @@ type Driver struct {
 	clock  epoch.Clock
 	events *events.Recorder
 
-	mu      sync.Mutex // guards volumes
+	mu      sync.Mutex // guards volumes, and each volume's refs, dropped, last and pending
 	volumes map[string]*volume
+	// pushes bounds the pushed refreshes running at once (push.go).
+	pushes chan struct{}
 	// registered is kubelet's last registration verdict.
 	registered atomic.Bool
 }
@@ -87,6 +90,11 @@ type volume struct {
 	// dropped: the last call to finish left the volume unmounted; the
 	// state goes when no call holds it any more. Driver.mu guards it.
 	dropped bool
+	// last is kubelet's last successful publish of the volume, which a
+	// pushed refresh repeats (with the pod's current tokens); pending is
+	// the refresh queued for it. Driver.mu guards both.
+	last    *mountRequest
+	pending *refresh.Request
 }
 
 // New returns a Driver.
@@ -112,8 +120,10 @@ func New(cfg Config) *Driver {
 	if cfg.Classes == nil {
 		cfg.Classes = &Classes{dyn: cfg.Dynamic}
 	}
-	d := &Driver{cfg: cfg, clock: epoch.ForNode(cfg.NodeID, cfg.RotationPollInterval), volumes: map[string]*volume{}}
+	d := &Driver{cfg: cfg, clock: epoch.ForNode(cfg.NodeID, cfg.RotationPollInterval), volumes: map[string]*volume{},
+		pushes: make(chan struct{}, maxPushes)}
 	d.events = events.New(events.Config{Dynamic: cfg.Dynamic, Component: "secrets-store-csi-driver", Instance: cfg.NodeID, Now: cfg.Now, Logger: cfg.Logger})
+	cfg.Classes.Notify(cfg.Logger, d.classChanged)
 	return d
 }
 
@@ -142,6 +152,13 @@ func (d *Driver) release(id string, v *volume, keep bool) {
 	if v.dropped && v.refs == 0 && d.volumes[id] == v {
 		delete(d.volumes, id)
 	}
+}
+
+// remember keeps m as the volume's last successful publish.
+func (d *Driver) remember(v *volume, m mountRequest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v.last = &m
 }
 
 // tracked is the number of volumes the driver keeps state for.

@@ -17,6 +17,10 @@ type Metrics struct {
 	rotations, rotationErrors, syncs, syncErrors           *prometheus.CounterVec
 	rotationDuration, syncDuration                         *prometheus.HistogramVec
 	publishDuration, unpublishDuration                     *prometheus.HistogramVec
+	// kvmount's: refreshes by what triggered them, and how long a change
+	// took from Key Vault to the files.
+	refreshes     *prometheus.CounterVec
+	changeToFiles *prometheus.HistogramVec
 }
 
 // osType is the os_type label upstream puts on every metric.
@@ -47,6 +51,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		syncDuration:      h("k8s_secret_duration_sec", "Distribution of how long it took to sync k8s secret", upstreamBuckets),
 		publishDuration:   h("node_publish_duration_seconds", "NodePublishVolume duration, provider included (kvmount)", kvmBuckets, "provider"),
 		unpublishDuration: h("node_unpublish_duration_seconds", "NodeUnpublishVolume duration (kvmount)", kvmBuckets),
+		refreshes: c("kvmount_refreshes_total", "Refreshes of mounted volumes by trigger (poll: the rotation poll; event: a change Key Vault announced; request: a user asked) and result (changed, unchanged, error); poll refreshes that changed files are changes no event brought (kvmount)",
+			"trigger", "result"),
+		changeToFiles: h("kvmount_change_to_files_seconds", "Time from a change in Key Vault (its event's time) to the new files in a volume (kvmount)",
+			[]float64{.1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}),
 	}
 	// Metrics whose labels are known up front exist from the start, at
 	// zero (upstream's appear only after their first event, #821).
@@ -55,9 +63,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.rotationDuration.WithLabelValues(osType)
 	m.syncDuration.WithLabelValues(osType)
 	m.unpublishDuration.WithLabelValues(osType)
+	m.changeToFiles.WithLabelValues(osType)
+	for _, t := range []string{triggerPoll, triggerEvent, triggerRequest} {
+		for _, r := range []string{"changed", "unchanged", "error"} {
+			m.refreshes.WithLabelValues(osType, t, r)
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.publishes, m.publishErrors, m.unpublishes, m.unpublishErrors, m.rotations, m.rotationErrors,
-			m.syncs, m.syncErrors, m.rotationDuration, m.syncDuration, m.publishDuration, m.unpublishDuration)
+			m.syncs, m.syncErrors, m.rotationDuration, m.syncDuration, m.publishDuration, m.unpublishDuration, m.refreshes, m.changeToFiles)
 	}
 	return m
 }
@@ -103,4 +117,28 @@ func (m *Metrics) sync(provider string, written int, ok bool, d time.Duration) {
 		m.syncErrors.WithLabelValues(osType, provider).Inc()
 	}
 	m.syncDuration.WithLabelValues(osType).Observe(d.Seconds())
+}
+
+// What triggered a refresh.
+const (
+	triggerPoll    = "poll"
+	triggerEvent   = "event"
+	triggerRequest = "request"
+)
+
+// refreshed counts one refresh of a mounted volume.
+func (m *Metrics) refreshed(trigger string, changed, failed bool) {
+	r := "unchanged"
+	switch {
+	case failed:
+		r = "error"
+	case changed:
+		r = "changed"
+	}
+	m.refreshes.WithLabelValues(osType, trigger, r).Inc()
+}
+
+// changeLanded observes how long a change took to reach the files.
+func (m *Metrics) changeLanded(d time.Duration) {
+	m.changeToFiles.WithLabelValues(osType).Observe(max(d, 0).Seconds())
 }

@@ -16,6 +16,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/atomicdir"
 	"kvmount.dev/kvmount/internal/events"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // Node is the CSI Node service.
@@ -52,6 +53,9 @@ func (s *Node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolu
 	}
 	v := s.d.acquire(req.GetVolumeId())
 	res, err := s.d.publish(ctx, m, v)
+	if err == nil {
+		s.d.remember(v, m)
+	}
 	// A failed first mount leaves nothing mounted, and kubelet does not
 	// unpublish what it never saw mounted: its state would stay forever.
 	s.d.release(req.GetVolumeId(), v, err == nil || res.remount)
@@ -97,6 +101,9 @@ type mountRequest struct {
 	// group is the pod's fsGroup, which kubelet passes as the volume
 	// mount group (VOLUME_MOUNT_GROUP); atomicdir.NoGroup when unset.
 	group int
+	// refresh is set on a refresh the driver pushes (push.go), never by
+	// kubelet.
+	refresh *refresh.Request
 }
 
 type podRef struct {

@@ -17,6 +17,7 @@ import (
 	v1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	"kvmount.dev/kvmount/internal/atomicdir"
 	"kvmount.dev/kvmount/internal/events"
+	"kvmount.dev/kvmount/internal/refresh"
 	"kvmount.dev/kvmount/internal/secretsync"
 )
 
@@ -47,7 +48,12 @@ func (d *Driver) publish(ctx context.Context, m mountRequest, v *volume) (outcom
 	// record of it (the driver restarted): its files stay unless new ones
 	// come.
 	out.remount = mounted && atomicdir.Published(m.target)
-	if out.remount && !d.due(v) {
+	if m.refresh != nil && !out.remount {
+		// A pushed refresh only refreshes what kubelet published.
+		out.skipped = true
+		return out, nil
+	}
+	if out.remount && m.refresh == nil && !d.due(v) {
 		out.skipped = true
 		return out, nil
 	}
@@ -93,6 +99,7 @@ func (d *Driver) failed(ctx context.Context, m mountRequest, out outcome, err er
 	if out.remount {
 		msg := status.Convert(toStatus(err, m)).Message()
 		out.refreshFailed = true
+		d.cfg.Metrics.refreshed(trigger(m), false, true)
 		d.events.Record(ctx, m.pod.ref(), events.Warning, "SecretRotationFailed", fmt.Sprintf("refreshing %s kept the previous files: %s", m.class, msg))
 		d.cfg.Metrics.rotation(out.provider, false, codeOf(toStatus(err, m)), d.cfg.Now().Sub(out.start))
 		d.cfg.Logger.Warn("refresh failed; previous files kept", "pod", m.pod.namespace+"/"+m.pod.name, "class", m.class, "err", msg)
@@ -154,6 +161,11 @@ func (d *Driver) callProvider(ctx context.Context, m mountRequest, spc *v1.Secre
 	for k, val := range m.context {
 		attrs[k] = val
 	}
+	// Only the driver says what to refresh; a class cannot.
+	delete(attrs, refresh.Attribute)
+	if m.refresh != nil {
+		attrs[refresh.Attribute] = m.refresh.Format()
+	}
 	a, _ := json.Marshal(attrs)
 	s, _ := json.Marshal(m.secrets)
 	perm, _ := json.Marshal(os.FileMode(0o644))
@@ -202,7 +214,9 @@ func (d *Driver) afterWrite(ctx context.Context, m mountRequest, spc *v1.SecretP
 	}
 	if out.remount {
 		d.cfg.Metrics.rotation(out.provider, out.changed, "", d.cfg.Now().Sub(out.start))
+		d.cfg.Metrics.refreshed(trigger(m), out.changed, false)
 		if out.changed {
+			d.landed(m)
 			d.events.Record(ctx, m.pod.ref(), events.Normal, "SecretRotationComplete", fmt.Sprintf("SecretProviderClass %s: new object versions mounted", m.class))
 		}
 	}

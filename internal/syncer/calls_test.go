@@ -14,8 +14,8 @@ import (
 // answer, while a poll is served by a fresh one.
 func TestCallsServeOnlyLaterNeeds(t *testing.T) {
 	var made atomic.Int32
-	do := func(fresh bool) func(context.Context) *answer {
-		return func(context.Context) *answer {
+	do := func(fresh bool) func(context.Context, time.Time) *answer {
+		return func(context.Context, time.Time) *answer {
 			made.Add(1)
 			time.Sleep(20 * time.Millisecond)
 			return &answer{files: map[string][]byte{"f": []byte("x")}}

@@ -39,6 +39,7 @@ import (
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
 	"kvmount.dev/kvmount/internal/events"
 	"kvmount.dev/kvmount/internal/providers"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // Config configures the controller.
@@ -127,6 +128,9 @@ type state struct {
 	// fresh: the next sync may be served by no cache (a first sync, a
 	// spec or class change, a forced sync).
 	fresh bool
+	// changes are objects Key Vault announced new versions of since the
+	// last sync: read afresh, the others served as synced.
+	changes []refresh.Change
 	// versions are the objects' versions of the last sync, sent on polls
 	// so that the provider may serve them from its cache (a rotation).
 	versions map[string]string
@@ -214,7 +218,7 @@ func (c *Controller) informers() {
 		return []string{u.GetNamespace() + "/" + name}, nil
 	}})
 	_, _ = c.ssInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: c.ssAdded, UpdateFunc: c.ssUpdated, DeleteFunc: c.ssDeleted})
-	_, _ = c.spcInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: c.spcChanged, UpdateFunc: func(_, o any) { c.spcChanged(o) }, DeleteFunc: c.spcChanged})
+	_, _ = c.spcInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: c.spcChanged, UpdateFunc: c.spcUpdated, DeleteFunc: c.spcChanged})
 	if c.cfg.RepairDrift {
 		lw := cache.NewFilteredListWatchFromClient(c.kube.Core.RESTClient(), "secrets", corev1.NamespaceAll, func(o *metav1.ListOptions) { o.LabelSelector = ssv1.ManagedLabel })
 		c.secretInformer = cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})

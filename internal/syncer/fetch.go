@@ -18,6 +18,7 @@ import (
 	spcv1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
 	"kvmount.dev/kvmount/internal/lru"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // answer is a provider's answer for one (namespace, class, service
@@ -68,7 +69,7 @@ func newCalls(now func() time.Time, linger time.Duration) *calls {
 
 // get returns an answer for key that serves a need from since (fresh: one
 // read from the store), calling do when none in hand or in flight can.
-func (cs *calls) get(ctx context.Context, key string, since time.Time, fresh bool, do func(context.Context) *answer) *answer {
+func (cs *calls) get(ctx context.Context, key string, since time.Time, fresh bool, do func(ctx context.Context, started time.Time) *answer) *answer {
 	serves := func(a *answer) bool { return !a.started.Before(since) && (a.fresh || !fresh) }
 	cs.mu.Lock()
 	if a, ok := cs.recent.Get(key); ok && a.err == nil && serves(a) {
@@ -102,7 +103,7 @@ func (cs *calls) get(ctx context.Context, key string, since time.Time, fresh boo
 			t.Stop()
 		}
 	}
-	got := do(ctx)
+	got := do(ctx, c.a.started)
 	c.a.files, c.a.versions, c.a.err = got.files, got.versions, got.err
 	cs.mu.Lock()
 	if cs.flight[key] == c {
@@ -156,18 +157,35 @@ func vaultOf(spc *spcv1.SecretProviderClass) string {
 
 // fetch asks the class's provider for the SecretSync's files, sharing the
 // call with every SecretSync that asks the same question (calls).
-func (c *Controller) fetch(ctx context.Context, ss *ssv1.SecretSync, spc *spcv1.SecretProviderClass, since time.Time, fresh bool, versions map[string]string) *answer {
-	key := strings.Join([]string{ss.Namespace, string(spc.UID), fmt.Sprint(spc.Generation), ss.Spec.ServiceAccountName, versionsKey(versions, fresh)}, "|")
-	return c.calls.get(ctx, key, since, fresh, func(ctx context.Context) *answer {
+func (c *Controller) fetch(ctx context.Context, ss *ssv1.SecretSync, spc *spcv1.SecretProviderClass, n need) *answer {
+	if n.fresh {
+		n.changes = nil // everything is read afresh
+	}
+	key := strings.Join([]string{ss.Namespace, string(spc.UID), fmt.Sprint(spc.Generation), ss.Spec.ServiceAccountName, versionsKey(n.versions, n.fresh), changesKey(n.changes)}, "|")
+	return c.calls.get(ctx, key, n.since, n.fresh, func(ctx context.Context, started time.Time) *answer {
 		a := &answer{}
 		if err := c.budgets.wait(ctx, vaultOf(spc)); err != nil {
 			a.err = &retryLater{err}
 			return a
 		}
 		c.cfg.Metrics.providerCall()
-		a.files, a.versions, a.err = c.mount(ctx, ss, spc, fresh, versions)
+		var r *refresh.Request
+		if len(n.changes) > 0 {
+			r = &refresh.Request{Since: started, Changes: n.changes}
+		}
+		a.files, a.versions, a.err = c.mount(ctx, ss, spc, n.fresh, n.versions, r)
 		return a
 	})
+}
+
+// changesKey tells apart calls that read different changes afresh.
+func changesKey(changes []refresh.Change) string {
+	ids := make([]string, len(changes))
+	for i, ch := range changes {
+		ids[i] = ch.ID
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ",")
 }
 
 // versionsKey tells apart calls that send different versions (a poll's
@@ -199,11 +217,16 @@ const (
 // mount is one provider call, with the attributes upstream's controller
 // sends: the class's parameters, the controller's pod as the pod (in the
 // SecretSync's namespace), the service account and its tokens. fresh sends
-// no versions: the provider reads the store (a first mount).
-func (c *Controller) mount(ctx context.Context, ss *ssv1.SecretSync, spc *spcv1.SecretProviderClass, fresh bool, versions map[string]string) (map[string][]byte, map[string]string, error) {
+// no versions: the provider reads the store (a first mount). r, if set,
+// names the objects to read afresh, the others being served as versions.
+func (c *Controller) mount(ctx context.Context, ss *ssv1.SecretSync, spc *spcv1.SecretProviderClass, fresh bool, versions map[string]string, r *refresh.Request) (map[string][]byte, map[string]string, error) {
 	attrs := maps.Clone(spc.Spec.Parameters)
 	if attrs == nil {
 		attrs = map[string]string{}
+	}
+	delete(attrs, refresh.Attribute) // only the controller says what to refresh
+	if r != nil && !fresh {
+		attrs[refresh.Attribute] = r.Format()
 	}
 	attrs[attrPodName], attrs[attrPodUID], attrs[attrPodNS] = c.cfg.PodName, c.cfg.PodUID, ss.Namespace
 	attrs[attrSAName] = ss.Spec.ServiceAccountName

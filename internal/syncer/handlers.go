@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // The caches' events decide what is synced and how fresh it must be: a new
@@ -22,17 +23,55 @@ func (c *Controller) ssAdded(obj any) {
 	}
 }
 
-// ssUpdated queues a SecretSync whose spec changed (a new generation); its
-// status and metadata changes, most of them the controller's own writes,
-// queue nothing.
+// ssUpdated queues a SecretSync whose spec changed (a new generation) or
+// for which a refresh was asked (a new refresh.RequestAnnotation value);
+// its status and other metadata changes, most of them the controller's
+// own writes, queue nothing.
 func (c *Controller) ssUpdated(old, cur any) {
 	o, ok1 := old.(*unstructured.Unstructured)
 	n, ok2 := cur.(*unstructured.Unstructured)
-	if !ok1 || !ok2 || o.GetGeneration() == n.GetGeneration() {
+	if !ok1 || !ok2 || (o.GetGeneration() == n.GetGeneration() && !requested(o, n)) {
 		return
 	}
 	if key, ok := keyOf(cur); ok {
 		c.mark(key, true)
+	}
+}
+
+// requested reports a new refresh request on an object.
+func requested(old, cur *unstructured.Unstructured) bool {
+	v := cur.GetAnnotations()[refresh.RequestAnnotation]
+	return v != "" && v != old.GetAnnotations()[refresh.RequestAnnotation]
+}
+
+// spcUpdated acts on a class change: a new spec, or a refresh asked for,
+// syncs its SecretSyncs afresh; changes recorded on it (Key Vault's events)
+// sync them reading only the objects changed; other metadata changes
+// nothing.
+func (c *Controller) spcUpdated(old, cur any) {
+	o, ok1 := old.(*unstructured.Unstructured)
+	n, ok2 := cur.(*unstructured.Unstructured)
+	if !ok1 || !ok2 || o.GetGeneration() != n.GetGeneration() || o.GetUID() != n.GetUID() || requested(o, n) {
+		c.spcChanged(cur)
+		return
+	}
+	was, _ := refresh.ParseChanges(o.GetAnnotations()[refresh.ChangedAnnotation])
+	now, err := refresh.ParseChanges(n.GetAnnotations()[refresh.ChangedAnnotation])
+	if err != nil {
+		c.cfg.Logger.Warn("SecretProviderClass's change list ignored", "class", n.GetNamespace()+"/"+n.GetName(), "err", err)
+	}
+	changes := refresh.New(was, now)
+	if len(changes) == 0 {
+		return
+	}
+	syncs, err := c.ssInformer.GetIndexer().ByIndex(spcIndex, n.GetNamespace()+"/"+n.GetName())
+	if err != nil {
+		return
+	}
+	for _, s := range syncs {
+		if k, ok := keyOf(s); ok {
+			c.markChanges(k, changes)
+		}
 	}
 }
 
@@ -117,6 +156,25 @@ func (c *Controller) mark(key string, fresh bool) {
 	c.queue.Add(key)
 }
 
+// markChanges records that key's objects named by changes are to be read
+// afresh and queues it. The need starts now, later than any need pending:
+// no answer from before the change may serve it.
+func (c *Controller) markChanges(key string, changes []refresh.Change) {
+	now := c.cfg.Now()
+	c.mu.Lock()
+	st, ok := c.states[key]
+	if !ok {
+		st = &state{fresh: true}
+		c.states[key] = st
+	}
+	st.since = now
+	for _, ch := range changes {
+		st.changes, _ = refresh.Add(st.changes, ch)
+	}
+	c.mu.Unlock()
+	c.queue.Add(key)
+}
+
 // schedulePoll queues key's next poll: one interval on, give or take a
 // tenth, at an offset of its own (from its UID), so that SecretSyncs
 // created together do not poll a vault in the same second.
@@ -150,10 +208,23 @@ func (c *Controller) stopPolls() {
 	}
 }
 
-// take returns key's need (when it arose, whether it must be fresh, the
-// versions last synced) and clears it: a change after this point queues
+// need is what the next sync of a SecretSync must meet.
+type need struct {
+	// since: only an answer from a provider call started at or after it
+	// serves.
+	since time.Time
+	// fresh: no cache may serve it.
+	fresh bool
+	// changes are objects to read afresh (Key Vault announced new
+	// versions); the others may be served as the versions synced.
+	changes []refresh.Change
+	// versions are the objects' versions last synced.
+	versions map[string]string
+}
+
+// take returns key's need and clears it: a change after this point queues
 // another sync.
-func (c *Controller) take(key string) (since time.Time, fresh bool, versions map[string]string) {
+func (c *Controller) take(key string) need {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, ok := c.states[key]
@@ -161,12 +232,12 @@ func (c *Controller) take(key string) (since time.Time, fresh bool, versions map
 		st = &state{fresh: true}
 		c.states[key] = st
 	}
-	since, fresh, versions = st.since, st.fresh, st.versions
-	if since.IsZero() {
-		since = c.cfg.Now()
+	n := need{since: st.since, fresh: st.fresh, changes: st.changes, versions: st.versions}
+	if n.since.IsZero() {
+		n.since = c.cfg.Now()
 	}
-	st.since, st.fresh = time.Time{}, false
-	return since, fresh, versions
+	st.since, st.fresh, st.changes = time.Time{}, false, nil
+	return n
 }
 
 // remember records a sync's outcome: the versions for the next poll, the
@@ -181,14 +252,17 @@ func (c *Controller) remember(key string, versions map[string]string, applied st
 
 // refail puts back a need a failed sync did not meet, so that the retry
 // is as fresh as the sync was meant to be.
-func (c *Controller) refail(key string, since time.Time, fresh bool) {
+func (c *Controller) refail(key string, n need) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.states[key]; ok {
-		if st.since.IsZero() || since.Before(st.since) {
-			st.since = since
+		if st.since.IsZero() || (n.since.Before(st.since) && len(st.changes) == 0) {
+			st.since = n.since
 		}
-		st.fresh = st.fresh || fresh
+		st.fresh = st.fresh || n.fresh
+		for _, ch := range n.changes {
+			st.changes, _ = refresh.Add(st.changes, ch)
+		}
 	}
 }
 

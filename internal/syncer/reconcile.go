@@ -51,8 +51,8 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if ss.Spec.SecretSyncControllerName != c.cfg.Name {
 		return nil // another controller's
 	}
-	since, fresh, versions := c.take(key)
-	o, err := c.syncOne(ctx, ss, since, fresh, versions)
+	n := c.take(key)
+	o, err := c.syncOne(ctx, ss, n)
 	c.report(ctx, ss, o, err, c.cfg.Now().Sub(start))
 	if serr := c.setStatus(ctx, ss, o); serr != nil && !apierrors.IsNotFound(serr) {
 		c.cfg.Logger.Warn("status not written", "secretSync", key, "err", serr)
@@ -69,12 +69,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		c.schedulePoll(key, string(ss.UID))
 		return err
 	}
-	c.refail(key, since, fresh)
+	c.refail(key, n)
 	return &retryLater{err}
 }
 
 // syncOne does the work of sync for one SecretSync of this controller.
-func (c *Controller) syncOne(ctx context.Context, ss *ssv1.SecretSync, since time.Time, fresh bool, versions map[string]string) (outcome, error) {
+func (c *Controller) syncOne(ctx context.Context, ss *ssv1.SecretSync, n need) (outcome, error) {
 	fail := func(f *failure) (outcome, error) { return outcome{reason: f.reason, msg: f.msg}, f }
 	if f := invalid(ss); f != nil {
 		return fail(f)
@@ -83,7 +83,7 @@ func (c *Controller) syncOne(ctx context.Context, ss *ssv1.SecretSync, since tim
 	if f != nil {
 		return fail(f)
 	}
-	a := c.fetch(ctx, ss, spc, since, fresh, versions)
+	a := c.fetch(ctx, ss, spc, n)
 	if a.err != nil {
 		return fail(fetchFailure(ss, spc, a.err))
 	}

@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // Mode is how the provider gets an identity for Key Vault.
@@ -71,6 +73,10 @@ type Config struct {
 	// Warnings are what the class does that upstream accepts but is
 	// probably a mistake; the mount goes ahead and the pod is told.
 	Warnings []Warning
+	// Refresh is set when the driver or the sync controller pushes a
+	// refresh (a change event, a user's request): which objects to read
+	// afresh, the others being served as the versions mounted.
+	Refresh *refresh.Request
 }
 
 // Warning is one such thing, with the object it concerns ("index name";
@@ -174,7 +180,7 @@ func Parse(attributesJSON, secretsJSON, permission string, d Defaults) (Config, 
 	// The steps read different parameters, so each runs even when an
 	// earlier one failed: the user sees every problem in one round trip.
 	var errs Errors
-	steps := []func(map[string]string, map[string]string, Defaults) error{c.parsePod, c.parseVault, c.parseCloud, c.parseIdentity, c.parseObjects}
+	steps := []func(map[string]string, map[string]string, Defaults) error{c.parsePod, c.parseVault, c.parseCloud, c.parseIdentity, c.parseObjects, c.parseRefresh}
 	for _, step := range steps {
 		errs = errs.add(step(attrs, secrets, d))
 	}
@@ -283,6 +289,20 @@ func (c *Config) parsePod(a, _ map[string]string, _ Defaults) error {
 	if c.Pod.Namespace == "" {
 		return &Error{Field: "csi.storage.k8s.io/pod.namespace", Msg: "pod namespace is not provided: set podInfoOnMount: true on the secrets-store.csi.k8s.io CSIDriver"}
 	}
+	return nil
+}
+
+// parseRefresh reads the refresh the caller pushes, if any.
+func (c *Config) parseRefresh(a, _ map[string]string, _ Defaults) error {
+	v, ok := a[refresh.Attribute]
+	if !ok {
+		return nil
+	}
+	r, err := refresh.ParseRequest(v)
+	if err != nil {
+		return &Error{Field: refresh.Attribute, Msg: err.Error() + " (the driver or the sync controller sets it; a class must not)"}
+	}
+	c.Refresh = &r
 	return nil
 }
 

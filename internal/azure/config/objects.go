@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"kvmount.dev/kvmount/internal/atomicdir"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // Object kinds.
@@ -448,3 +449,40 @@ func (o Object) Files() []string {
 // ValidatePath is the driver's own path check (atomicdir.ValidatePath), so
 // that the provider refuses exactly what the driver would.
 func ValidatePath(p string) error { return atomicdir.ValidatePath(p) }
+
+// References are the objects a class's parameters name, each with its
+// vault filled in (its own keyvaultName, else the class's): what the sync
+// controller matches Key Vault's change events against. A class whose
+// objects do not parse references nothing (its mounts fail anyway).
+func References(params map[string]string) []Object {
+	var c Config
+	if c.parseObjects(params, nil, Defaults{}) != nil {
+		return nil
+	}
+	vault := strings.TrimSpace(params["keyvaultName"])
+	for i := range c.Objects {
+		if c.Objects[i].Vault == "" {
+			c.Objects[i].Vault = vault
+		}
+	}
+	return c.Objects
+}
+
+// ChangedBy reports whether change c is about o, an object of vault
+// (names are case-insensitive, as Key Vault's). A certificate's new
+// version is also one of its key and its secret (same name, same
+// version); a secret's or a key's is only its own.
+func (o Object) ChangedBy(c refresh.Change, vault string) bool {
+	if !strings.EqualFold(c.Vault, vault) || !strings.EqualFold(c.Name, o.Name) {
+		return false
+	}
+	switch c.Kind {
+	case refresh.KindCertificate:
+		return true
+	case refresh.KindSecret:
+		return o.Type == TypeSecret
+	case refresh.KindKey:
+		return o.Type == TypeKey
+	}
+	return false
+}

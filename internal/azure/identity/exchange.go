@@ -28,7 +28,8 @@ import (
 //     passed such an exchange, and only within the rotation epoch in which
 //     the principal last passed one; the first republish of each epoch
 //     exchanges afresh with its pod's token, so a revoked service account
-//     stops receiving new versions within one rotation poll;
+//     stops receiving new versions within one rotation poll (at most
+//     MaxAuthWindow, as pushed refreshes let the poll be long);
 //   - a failed exchange drops the cached token at once.
 //
 // The cost: one token request per new pod, and one per principal per poll

@@ -69,7 +69,8 @@ type Options struct {
 	// Epochs are the rotation epochs (the node cache's): a workload
 	// identity's or identity binding's cached token answers republishes
 	// only within the epoch in which its principal last passed a fresh
-	// exchange. A zero period: every mount exchanges afresh.
+	// exchange, and never for longer than MaxAuthWindow (see
+	// authWindows). A zero period: every mount exchanges afresh.
 	Epochs epoch.Clock
 	// MaxAuthorized bounds the pods remembered as authorized (default
 	// 65536); a pod forgotten exchanges afresh at its next republish.
@@ -246,7 +247,7 @@ var ErrNoTokenProxy = errors.New("identity binding: this provider has no token p
 // no token cache of the SDK's can answer it.
 func (s *Source) newGate(cfg config.Config, opts *azidentity.ClientAssertionCredentialOptions) *gate {
 	tenant, client := cfg.TenantID, cfg.ClientID
-	return newGate(s.opts.Epochs, s.opts.Now, func(ctx context.Context, assertion string, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return newGate(authWindows(s.opts.Epochs), s.opts.Now, func(ctx context.Context, assertion string, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
 		cred, err := azidentity.NewClientAssertionCredential(tenant, client, func(context.Context) (string, error) { return assertion, nil }, opts)
 		if err != nil {
 			return azcore.AccessToken{}, err
@@ -328,4 +329,21 @@ func PrincipalOf(token string) (Principal, bool) {
 		app = c.AZP
 	}
 	return Principal{TenantID: c.TenantID, ObjectID: c.ObjectID, ClientID: app}, true
+}
+
+// MaxAuthWindow bounds how long a passed exchange answers republishes.
+// With pushed refreshes (Key Vault's events) the poll can be hours, but a
+// pod whose service account was removed from a binding or a federated
+// credential must still stop receiving new versions within minutes: the
+// 2-minute default poll's.
+const MaxAuthWindow = 2 * time.Minute
+
+// authWindows is the gate's clock: the rotation epochs, cut to at most
+// MaxAuthWindow (with the node's phase, so nodes do not exchange in the
+// same second).
+func authWindows(c epoch.Clock) epoch.Clock {
+	if c.Period <= MaxAuthWindow {
+		return c
+	}
+	return epoch.Clock{Period: MaxAuthWindow, Phase: c.Phase % MaxAuthWindow}
 }

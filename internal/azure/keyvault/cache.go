@@ -22,14 +22,20 @@ type epochCache struct {
 
 	mu    sync.Mutex // guards epoch and m
 	epoch int64
-	m     map[string]any
+	m     map[string]cached
+}
+
+// cached is one read and when it began.
+type cached struct {
+	v       any
+	started time.Time
 }
 
 // maxCache bounds one epoch's entries; past it, reads are not stored.
 const maxCache = 50000
 
 func newEpochCache(clock epoch.Clock) *epochCache {
-	return &epochCache{clock: clock, max: maxCache, m: map[string]any{}}
+	return &epochCache{clock: clock, max: maxCache, m: map[string]cached{}}
 }
 
 func (c *epochCache) enabled() bool { return c.clock.Period > 0 }
@@ -39,20 +45,25 @@ func (c *epochCache) enabled() bool { return c.clock.Period > 0 }
 func (c *epochCache) roll(now time.Time) int64 {
 	e := c.clock.Of(now)
 	if e != c.epoch {
-		c.epoch, c.m = e, map[string]any{}
+		c.epoch, c.m = e, map[string]cached{}
 	}
 	return e
 }
 
-func (c *epochCache) get(key string, now time.Time) (any, bool) {
+// get returns this epoch's read of key if it began at since or later
+// (a zero since takes any).
+func (c *epochCache) get(key string, now, since time.Time) (any, bool) {
 	if !c.enabled() {
 		return nil, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.roll(now)
-	v, ok := c.m[key]
-	return v, ok
+	e, ok := c.m[key]
+	if !ok || e.started.Before(since) {
+		return nil, false
+	}
+	return e.v, true
 }
 
 // put stores a read that started at started; a read begun in an earlier
@@ -66,5 +77,5 @@ func (c *epochCache) put(key string, v any, started, now time.Time) {
 	if c.roll(now) != c.clock.Of(started) || len(c.m) >= c.max {
 		return
 	}
-	c.m[key] = v
+	c.m[key] = cached{v: v, started: started}
 }

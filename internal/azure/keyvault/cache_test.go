@@ -16,19 +16,25 @@ func TestEpochCache(t *testing.T) {
 	c := newEpochCache(epoch.Clock{Period: time.Minute})
 	t0 := time.Unix(6000, 0) // an epoch start
 	c.put("k", "v1", t0, t0.Add(time.Second))
-	if v, ok := c.get("k", t0.Add(59*time.Second)); !ok || v != "v1" {
+	if v, ok := c.get("k", t0.Add(59*time.Second), time.Time{}); !ok || v != "v1" {
 		t.Fatalf("same epoch: %v %v", v, ok)
 	}
-	if _, ok := c.get("k", t0.Add(61*time.Second)); ok {
+	if v, ok := c.get("k", t0.Add(59*time.Second), t0); !ok || v != "v1" {
+		t.Fatalf("a read begun at since: %v %v", v, ok)
+	}
+	if _, ok := c.get("k", t0.Add(59*time.Second), t0.Add(time.Nanosecond)); ok {
+		t.Fatal("served a read begun before since")
+	}
+	if _, ok := c.get("k", t0.Add(61*time.Second), time.Time{}); ok {
 		t.Fatal("served in the next epoch")
 	}
 	c.put("k", "late", t0.Add(59*time.Second), t0.Add(61*time.Second))
-	if _, ok := c.get("k", t0.Add(62*time.Second)); ok {
+	if _, ok := c.get("k", t0.Add(62*time.Second), time.Time{}); ok {
 		t.Fatal("stored a read begun in the previous epoch")
 	}
 	off := newEpochCache(epoch.Clock{})
 	off.put("k", "v", t0, t0)
-	if _, ok := off.get("k", t0); ok {
+	if _, ok := off.get("k", t0, time.Time{}); ok {
 		t.Fatal("a zero period must disable the cache")
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"kvmount.dev/kvmount/internal/epoch"
 	"kvmount.dev/kvmount/internal/flight"
 	"kvmount.dev/kvmount/internal/lru"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 // Options tune the fetcher.
@@ -70,6 +71,9 @@ type Stats struct {
 	CacheHits atomic.Uint64
 	// Coalesced counts reads that joined an identical one in flight.
 	Coalesced atomic.Uint64
+	// Kept counts objects of pushed refreshes served as the versions the
+	// volume has, without a read.
+	Kept atomic.Uint64
 }
 
 // Fetcher fetches objects for mounts.
@@ -79,6 +83,11 @@ type Fetcher struct {
 
 	flights *flight.Group[any]
 	cache   *epochCache
+	// held are object versions read, by principal and exact version: a
+	// version's content never changes, so a pushed refresh serves the
+	// objects it does not name from here as the versions the volume
+	// already has (see plan).
+	held    *lru.Cache[string, raw]
 	clients *lru.Cache[string, *clients]
 	// gates are each vault's throttle state; an idle one leaves (a
 	// throttle lasts minutes at most, and clients keep theirs).
@@ -114,17 +123,26 @@ func New(opts Options) *Fetcher {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = http.DefaultClient
 	}
-	f := &Fetcher{opts: opts, cache: newEpochCache(opts.Epochs),
+	f := &Fetcher{opts: opts, cache: newEpochCache(opts.Epochs), held: lru.New[string, raw](maxHeld, heldIdle(opts.Epochs), opts.Now),
 		clients: lru.New[string, *clients](opts.MaxClients, time.Hour, opts.Now),
 		gates:   lru.New[string, *gate](opts.MaxClients, time.Hour, opts.Now), sems: map[string]*sem{}}
 	f.flights = &flight.Group[any]{Timeout: opts.ReadTimeout, OnJoin: func() { f.Stats.Coalesced.Add(1) }}
 	return f
 }
 
+// maxHeld bounds the versions held for pushed refreshes.
+const maxHeld = 4096
+
+// heldIdle is how long a held version stays unused: two polls, at least
+// an hour (a volume is refreshed at least once per poll, which uses it).
+func heldIdle(c epoch.Clock) time.Duration { return max(2*c.Period, time.Hour) }
+
 // Request is one mount's fetch.
 type Request struct {
 	VaultURL string
-	Cred     identity.Credential
+	// VaultName is the vault's name, which changes name.
+	VaultName string
+	Cred      identity.Credential
 	// Principal is who the mount's own token says it is; clients and the
 	// cache are keyed by it.
 	Principal identity.Principal
@@ -134,6 +152,71 @@ type Request struct {
 	// first mount always reads Key Vault, so a new pod never gets an older
 	// version than Key Vault has.
 	Republish bool
+	// Refresh, on a republish pushed by a change or asked for by a user,
+	// names the objects to read afresh (reads begun at Refresh.Since or
+	// later); the others are served as the versions the volume has
+	// (Current), without a read when they are held. Nil: every object is
+	// read as Republish says.
+	Refresh *refresh.Request
+	// Current is the volume's mounted version of each object, by ID.
+	Current map[string]string
+}
+
+// plan is how one object of a mount is read.
+type plan int
+
+const (
+	// planRead: as Republish says.
+	planRead plan = iota
+	// planFresh: a read begun at Refresh.Since or later.
+	planFresh
+	// planKeep: the versions the volume has.
+	planKeep
+)
+
+// plan decides how object o is read: afresh if the refresh asks for every
+// object or a change names it (unless the change's version is the one
+// mounted); else as mounted, if the volume has it; else as Republish says.
+func (req Request) plan(o config.Object) plan {
+	r := req.Refresh
+	if r == nil {
+		return planRead
+	}
+	if r.All {
+		return planFresh
+	}
+	for _, c := range r.Changes {
+		if !o.ChangedBy(c, req.VaultName) {
+			continue
+		}
+		if c.Version == "" || o.History > 1 || !strings.EqualFold(req.Current[o.ID()], c.Version) {
+			return planFresh
+		}
+	}
+	if len(req.mounted(o)) > 0 {
+		return planKeep
+	}
+	return planRead
+}
+
+// mounted are the versions of o the volume has, newest first: one, or an
+// objectVersionHistory object's; nil when it has none.
+func (req Request) mounted(o config.Object) []string {
+	if o.History <= 1 {
+		if v := req.Current[o.ID()]; v != "" {
+			return []string{v}
+		}
+		return nil
+	}
+	var out []string
+	for i := range o.History {
+		v := req.Current[o.ID()+"/"+strconv.Itoa(i)]
+		if v == "" {
+			break
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // File is one file to write.
@@ -248,22 +331,59 @@ func skippable(o config.Object, err error) string {
 
 // object fetches one object: one version, or its history.
 func (f *Fetcher) object(ctx context.Context, req Request, c *clients, o config.Object) ([]File, []Version, error) {
+	var since time.Time
+	switch req.plan(o) {
+	case planKeep:
+		return f.keep(ctx, req, c, o)
+	case planFresh:
+		since = req.Refresh.Since
+	}
 	if o.History <= 1 {
-		r, err := f.read(ctx, req, c, o, o.Version)
+		r, err := f.read(ctx, req, c, o, o.Version, since)
 		if err != nil {
 			return nil, nil, err
 		}
 		files, err := f.files(o, o.File, r)
 		return files, []Version{{ID: o.ID(), Version: r.Version}}, err
 	}
-	list, err := f.history(ctx, req, c, o)
+	list, err := f.history(ctx, req, c, o, since)
 	if err != nil {
 		return nil, nil, err
 	}
+	return f.versions(ctx, req, c, o, list)
+}
+
+// keep serves the versions of o the volume has: held ones without a read,
+// others read by their exact version.
+func (f *Fetcher) keep(ctx context.Context, req Request, c *clients, o config.Object) ([]File, []Version, error) {
+	list := req.mounted(o)
+	if o.History <= 1 {
+		r, err := f.version(ctx, req, c, o, list[0])
+		if err != nil {
+			return nil, nil, err
+		}
+		files, err := f.files(o, o.File, r)
+		return files, []Version{{ID: o.ID(), Version: r.Version}}, err
+	}
+	return f.versions(ctx, req, c, o, list)
+}
+
+// version returns an exact version of o: held, or read.
+func (f *Fetcher) version(ctx context.Context, req Request, c *clients, o config.Object, version string) (raw, error) {
+	if r, ok := f.held.Get(heldKey(req, o, version)); ok {
+		f.Stats.Kept.Add(1)
+		return r, nil
+	}
+	return f.read(ctx, req, c, o, version, time.Time{})
+}
+
+// versions renders an objectVersionHistory object's versions, newest
+// first, as File/0 … File/n-1.
+func (f *Fetcher) versions(ctx context.Context, req Request, c *clients, o config.Object, list []string) ([]File, []Version, error) {
 	var files []File
 	var versions []Version
 	for i, v := range list {
-		r, err := f.read(ctx, req, c, o, v)
+		r, err := f.version(ctx, req, c, o, v)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -296,15 +416,22 @@ func (f *Fetcher) files(o config.Object, path string, r raw) ([]File, error) {
 	return files, nil
 }
 
-// read returns one object version: from the node cache (rotations only),
-// from an identical read in flight, or from Key Vault.
-func (f *Fetcher) read(ctx context.Context, req Request, c *clients, o config.Object, version string) (raw, error) {
+// read returns one object version: from the node cache (rotations only,
+// and only a read begun at since or later), from an identical read in
+// flight, or from Key Vault. What it returns is held for pushed refreshes.
+func (f *Fetcher) read(ctx context.Context, req Request, c *clients, o config.Object, version string, since time.Time) (raw, error) {
 	key := strings.Join([]string{req.Principal.String(), req.VaultURL, o.Type, strings.ToLower(o.Name), strings.ToLower(version)}, "|")
-	v, err := f.load(ctx, req, key, f.observed(o, func(ctx context.Context) (any, error) { return get(ctx, c, o, version) }))
+	v, err := f.load(ctx, req, key, since, f.observed(o, func(ctx context.Context) (any, error) { return get(ctx, c, o, version) }))
 	if err != nil {
 		return raw{}, err
 	}
-	return v.(raw), nil
+	r := v.(raw)
+	f.held.Put(heldKey(req, o, r.Version), r)
+	return r, nil
+}
+
+func heldKey(req Request, o config.Object, version string) string {
+	return strings.Join([]string{req.Principal.String(), req.VaultURL, o.Type, strings.ToLower(o.Name), strings.ToLower(version)}, "|")
 }
 
 // observed wraps a Key Vault call with the Observe hook.
@@ -320,16 +447,22 @@ func (f *Fetcher) observed(o config.Object, fetch func(context.Context) (any, er
 	}
 }
 
-// load serves key from the cache when the request may use it, else reads
-// it once among concurrent callers and stores the result for this epoch.
-func (f *Fetcher) load(ctx context.Context, req Request, key string, fetch func(context.Context) (any, error)) (any, error) {
+// load serves key from the cache when the request may use it (and the
+// read began at since or later), else reads it once among concurrent
+// callers and stores the result for this epoch. A read that must begin
+// after since joins only reads in flight for the same since.
+func (f *Fetcher) load(ctx context.Context, req Request, key string, since time.Time, fetch func(context.Context) (any, error)) (any, error) {
 	if req.Republish {
-		if v, ok := f.cache.get(key, f.opts.Now()); ok {
+		if v, ok := f.cache.get(key, f.opts.Now(), since); ok {
 			f.Stats.CacheHits.Add(1)
 			return v, nil
 		}
 	}
-	return f.flights.Do(ctx, key, func(ctx context.Context) (any, error) {
+	fkey := key
+	if !since.IsZero() {
+		fkey += "|since=" + strconv.FormatInt(since.UnixNano(), 10)
+	}
+	return f.flights.Do(ctx, fkey, func(ctx context.Context) (any, error) {
 		if err := f.acquire(ctx, req.VaultURL); err != nil {
 			return nil, err
 		}

@@ -68,9 +68,9 @@ type versionInfo struct {
 // exactly the History newest enabled versions (fewer if fewer exist),
 // newest first, starting at objectVersion when it is set. The list is
 // cached and coalesced like object reads.
-func (f *Fetcher) history(ctx context.Context, req Request, c *clients, o config.Object) ([]string, error) {
+func (f *Fetcher) history(ctx context.Context, req Request, c *clients, o config.Object, since time.Time) ([]string, error) {
 	key := strings.Join([]string{req.Principal.String(), req.VaultURL, o.Type, strings.ToLower(o.Name), "versions"}, "|")
-	v, err := f.load(ctx, req, key, f.observed(o, func(ctx context.Context) (any, error) { return listVersions(ctx, c, o) }))
+	v, err := f.load(ctx, req, key, since, f.observed(o, func(ctx context.Context) (any, error) { return listVersions(ctx, c, o) }))
 	if err != nil {
 		return nil, err
 	}

@@ -90,6 +90,10 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 // republish (a rotation, which the node cache may serve).
 func (s *Server) mount(ctx context.Context, cfg config.Config, current []*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, identity.Principal, error) {
 	republish := len(current) > 0
+	mounted := make(map[string]string, len(current))
+	for _, c := range current {
+		mounted[c.GetId()] = c.GetVersion()
+	}
 	groups := vaultGroups(cfg)
 	if len(groups) == 0 {
 		// A class with an empty objects array: upstream answers with no
@@ -98,11 +102,11 @@ func (s *Server) mount(ctx context.Context, cfg config.Config, current []*v1alph
 	}
 	results := make([]groupResult, len(groups))
 	if len(groups) == 1 {
-		results[0] = s.fetchGroup(ctx, cfg, groups[0], republish)
+		results[0] = s.fetchGroup(ctx, cfg, groups[0], republish, mounted)
 	} else {
 		var wg sync.WaitGroup
 		for i, g := range groups {
-			wg.Go(func() { results[i] = s.fetchGroup(ctx, cfg, g, republish) })
+			wg.Go(func() { results[i] = s.fetchGroup(ctx, cfg, g, republish, mounted) })
 		}
 		wg.Wait()
 	}
@@ -162,8 +166,8 @@ type groupResult struct {
 }
 
 // fetchGroup reads one vault's objects with the mount's identity in that
-// vault's tenant.
-func (s *Server) fetchGroup(ctx context.Context, cfg config.Config, g vaultGroup, republish bool) groupResult {
+// vault's tenant; mounted are the volume's versions (a republish).
+func (s *Server) fetchGroup(ctx context.Context, cfg config.Config, g vaultGroup, republish bool, mounted map[string]string) groupResult {
 	gcfg := cfg
 	gcfg.TenantID, gcfg.VaultName = g.tenant, g.vault
 	cred, err := s.opts.Identities.ForMount(ctx, gcfg, republish)
@@ -185,8 +189,8 @@ func (s *Server) fetchGroup(ctx context.Context, cfg config.Config, g vaultGroup
 	if !ok {
 		who = identity.Principal{ObjectID: "credential:" + cred.Key}
 	}
-	files, versions, err := s.opts.Fetcher.Fetch(ctx, keyvault.Request{VaultURL: cfg.Cloud.VaultURL(g.vault), Cred: cred, Principal: who,
-		Objects: g.objects, Republish: republish})
+	files, versions, err := s.opts.Fetcher.Fetch(ctx, keyvault.Request{VaultURL: cfg.Cloud.VaultURL(g.vault), VaultName: g.vault, Cred: cred, Principal: who,
+		Objects: g.objects, Republish: republish, Refresh: cfg.Refresh, Current: mounted})
 	return groupResult{files: files, versions: versions, who: who, err: err}
 }
 
