@@ -28,7 +28,22 @@ type config struct {
 	vaultQPS, qps                        float64
 	partial, repairDrift                 bool
 	providerTimeout, lease, renew, retry time.Duration
+	events                               eventsConfig
 }
+
+// eventsConfig is where Key Vault's events come from (events.go).
+type eventsConfig struct {
+	webhookAddr, tlsCert, tlsKey, audiences, keyFile string
+	endpoint, topic, subscription                    string
+	tenant, clientID, tokenFile, authority           string
+	caFiles, overrides                               stringList
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 const usageHeader = `secrets-sync-controller: kvmount's SecretSync controller (secret-sync.x-k8s.io/v1alpha1).
 
@@ -70,6 +85,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.retry, "leader-elect-retry-period", 2*time.Second, "kvmount: how often candidates try to take or renew the lease")
 	fs.Float64Var(&c.qps, "kube-api-qps", 50, "kvmount: requests per second to the API server")
 	fs.IntVar(&c.burst, "kube-api-burst", 100, "kvmount: burst of requests to the API server")
+	addEventFlags(fs, &c.events)
 	if err := fs.Parse(logs.NormalizeArgs(args)); err != nil {
 		return c, err
 	}
@@ -88,7 +104,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	if c.metricsAddr == "0" {
 		c.metricsAddr = ""
 	}
-	return c, nil
+	return c, c.events.check()
 }
 
 func (c config) audienceList() []string {

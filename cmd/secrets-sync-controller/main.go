@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kvmount.dev/kvmount/internal/changefeed"
 	"kvmount.dev/kvmount/internal/logs"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/serve"
@@ -86,8 +87,21 @@ func run(ctx context.Context, args []string) error {
 		Logger: log, Metrics: syncer.NewMetrics(reg)}, kube)
 	log.Info("secrets-sync-controller starting", "version", version.Version, "providerDir", c.providerDir, "audiences", c.audienceList(),
 		"rotationPollInterval", c.poll, "leaderElect", c.leaderElect, "controllerName", c.name)
+	var sources []func(context.Context) error
+	if c.events.enabled() {
+		feed, err := changefeed.New(changefeed.Config{Dynamic: kube.Dynamic, Classes: ctrl.ClassInformer(), Logger: log, Metrics: changefeed.NewMetrics(reg)})
+		if err != nil {
+			return err
+		}
+		if sources, err = eventSources(c.events, feed, log); err != nil {
+			return err
+		}
+	}
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return ctrl.Run(ctx) })
+	for _, src := range sources {
+		eg.Go(func() error { return src(ctx) })
+	}
 	for _, h := range httpServers(c, reg, ctrl) {
 		eg.Go(func() error { return serve.HTTP(ctx, h) })
 	}

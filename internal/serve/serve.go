@@ -6,6 +6,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,12 +14,16 @@ import (
 	"time"
 )
 
-// HTTP runs h until ctx ends. A listen failure (port taken) is returned,
-// unlike upstream's health servers, which swallowed it.
+// HTTP runs h until ctx ends, over TLS when h.TLSConfig is set. A listen
+// failure (port taken) is returned, unlike upstream's health servers,
+// which swallowed it.
 func HTTP(ctx context.Context, h *http.Server) error {
 	ln, err := net.Listen("tcp", h.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", h.Addr, err)
+	}
+	if h.TLSConfig != nil {
+		ln = tls.NewListener(ln, h.TLSConfig)
 	}
 	go func() {
 		<-ctx.Done()

@@ -320,6 +320,10 @@ type retryLater struct{ err error }
 func (e *retryLater) Error() string { return e.err.Error() }
 func (e *retryLater) Unwrap() error { return e.err }
 
+// ClassInformer is the controller's SecretProviderClass cache, which the
+// change feed shares (it adds an index before Run starts it).
+func (c *Controller) ClassInformer() cache.SharedIndexInformer { return c.spcInformer }
+
 // Active is closed once this replica syncs (it leads, or there is no
 // election).
 func (c *Controller) Active() <-chan struct{} { return c.active }

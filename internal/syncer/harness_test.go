@@ -30,6 +30,7 @@ import (
 	"kvmount.dev/kvmount/internal/azsim"
 	"kvmount.dev/kvmount/internal/azure/provider"
 	"kvmount.dev/kvmount/internal/localcluster"
+	"kvmount.dev/kvmount/internal/pki"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/syncer"
 )
@@ -49,6 +50,9 @@ type world struct {
 	tenant   string
 	clock    *clock
 	seq      int
+	// webhookCA issues the events tests' webhook certificates; azsim
+	// trusts it.
+	webhookCA *pki.CA
 }
 
 var (
@@ -120,7 +124,16 @@ func startWorld() (*world, error) {
 	if w.dyn, err = dynamic.NewForConfig(rc); err != nil {
 		return w, err
 	}
-	if w.sim, err = azsim.Start(ctx, azsim.Config{DataDir: filepath.Join(dir, "azsim"), TrustCAFiles: []string{w.cluster.CAPath()}}); err != nil {
+	// Event Grid delivers to webhooks with a certificate of a CA it
+	// trusts: the events tests' webhook has one of this CA.
+	if err := os.MkdirAll(filepath.Join(dir, "webhook-ca"), 0o700); err != nil {
+		return w, err
+	}
+	if w.webhookCA, err = pki.LoadOrCreateCA(filepath.Join(dir, "webhook-ca"), "webhook CA"); err != nil {
+		return w, err
+	}
+	if w.sim, err = azsim.Start(ctx, azsim.Config{DataDir: filepath.Join(dir, "azsim"), TrustCAFiles: []string{w.cluster.CAPath(), w.webhookCA.CertPath},
+		EventRetryScale: 0.01}); err != nil {
 		return w, err
 	}
 	w.tenant = w.sim.TenantID()
@@ -232,11 +245,13 @@ type controller struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *bytes.Buffer
+	dyn    dynamic.Interface
 }
 
 // start runs a controller against the world's cluster; tune adjusts its
-// configuration.
-func (w *world) start(name string, tune func(*syncer.Config)) *controller {
+// configuration, and each of before runs before the controller starts
+// (while its caches can still take indexes).
+func (w *world) start(name string, tune func(*syncer.Config), before ...func(*controller)) *controller {
 	w.t.Helper()
 	rc, err := w.cluster.RESTConfig()
 	if err != nil {
@@ -254,7 +269,10 @@ func (w *world) start(name string, tune func(*syncer.Config)) *controller {
 	if tune != nil {
 		tune(&cfg)
 	}
-	c := &controller{Controller: syncer.New(cfg, syncer.Clients{Dynamic: dyn, Core: core, Leases: leases}), reg: reg, done: make(chan error, 1), logs: &logBuf.b}
+	c := &controller{Controller: syncer.New(cfg, syncer.Clients{Dynamic: dyn, Core: core, Leases: leases}), reg: reg, done: make(chan error, 1), logs: &logBuf.b, dyn: dyn}
+	for _, f := range before {
+		f(c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() { c.done <- c.Run(ctx) }()
