@@ -68,8 +68,17 @@ func (c *Cluster) writePKI(context.Context) error {
 // cluster's CA, which every pod trusts through its service account's
 // ca.crt: for services that stand in for parts of a managed control plane
 // (AKS identity binding's token proxy).
+// Names that are IP addresses go into the certificate as IP addresses.
 func (c *Cluster) IssueServingCert(name string, dnsNames []string) (certPath, keyPath string, err error) {
-	return c.ca.Issue(c.path("pki"), name, pki.Spec{CommonName: dnsNames[0], DNSNames: dnsNames, Server: true})
+	spec := pki.Spec{CommonName: dnsNames[0], Server: true}
+	for _, n := range dnsNames {
+		if ip := net.ParseIP(n); ip != nil {
+			spec.IPs = append(spec.IPs, ip)
+		} else {
+			spec.DNSNames = append(spec.DNSNames, n)
+		}
+	}
+	return c.ca.Issue(c.path("pki"), name, spec)
 }
 
 // ServiceAccountKubeconfig writes (once) a kubeconfig that authenticates

@@ -75,8 +75,12 @@ func (c *Cluster) startMachine(ctx context.Context, i int, base string) (*machin
 	// links) and /var/lib (the CNI cache, /var/lib/cni, which containerd
 	// does not let move: made in the node's own tmpfs, nothing is created
 	// on the host outside the node's directory); NodeDir showing this
-	// node's directory; its address and a route to the rest of the
-	// cluster network.
+	// node's directory; its address, the other nodes' pod ranges
+	// through those nodes and a route to the rest of the cluster network.
+	// Pod traffic between nodes goes node to node, as on a flat network:
+	// through the host it would come back by another path than it went,
+	// which breaks NodePort traffic kube-proxy sends to another node's
+	// pod (the reply bypasses the node that translated the request).
 	setup := []string{"set -e", "mount -t tmpfs -o mode=755 tmpfs /run", "mount -t tmpfs -o mode=755 tmpfs /var/log"}
 	setup = append(setup, c.ownVarLib()...)
 	setup = append(setup,
@@ -86,6 +90,11 @@ func (c *Cluster) startMachine(ctx context.Context, i int, base string) (*machin
 		"ip link set eth0 up",
 		"ip route add default via "+c.net.gateway().String(),
 		"echo 1 > /proc/sys/net/ipv4/ip_forward")
+	for j := range c.cfg.Nodes {
+		if j != i {
+			setup = append(setup, "ip route add "+c.net.podCIDR(j)+" via "+c.net.nodeIP(j).String())
+		}
+	}
 	script := strings.Join(setup, "\n")
 	if out, err := m.exec("sh", "-c", script).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("set up node %s: %w: %s", name, err, strings.TrimSpace(string(out)))
