@@ -15,6 +15,7 @@ import (
 
 	"kvmount.dev/kvmount/internal/epoch"
 	"kvmount.dev/kvmount/internal/events"
+	"kvmount.dev/kvmount/internal/lru"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/refresh"
 )
@@ -62,6 +63,10 @@ type Driver struct {
 	volumes map[string]*volume
 	// pushes bounds the pushed refreshes running at once (push.go).
 	pushes chan struct{}
+	// seen is when the node first saw each change, by ID (push.go).
+	seen *lru.Cache[string, time.Time]
+	// reports are what pushed refreshes leave to tell (report.go).
+	reports reporter
 	// registered is kubelet's last registration verdict.
 	registered atomic.Bool
 }
@@ -121,7 +126,8 @@ func New(cfg Config) *Driver {
 		cfg.Classes = &Classes{dyn: cfg.Dynamic}
 	}
 	d := &Driver{cfg: cfg, clock: epoch.ForNode(cfg.NodeID, cfg.RotationPollInterval), volumes: map[string]*volume{},
-		pushes: make(chan struct{}, maxPushes)}
+		pushes: make(chan struct{}, maxPushes), seen: lru.New[string, time.Time](4096, time.Hour, cfg.Now)}
+	d.reports.d = d
 	d.events = events.New(events.Config{Dynamic: cfg.Dynamic, Component: "secrets-store-csi-driver", Instance: cfg.NodeID, Now: cfg.Now, Logger: cfg.Logger})
 	cfg.Classes.Notify(cfg.Logger, d.classChanged)
 	return d

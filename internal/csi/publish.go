@@ -199,15 +199,17 @@ func (d *Driver) callProvider(ctx context.Context, m mountRequest, spc *v1.Secre
 // Secrets, the rotation event. Failures here do not fail the mount: the
 // files are in place; they are reported as Events.
 func (d *Driver) afterWrite(ctx context.Context, m mountRequest, spc *v1.SecretProviderClass, v *volume, versions map[string]string, files []atomicdir.File, out *outcome) {
-	versionsChanged := !sameVersions(v.versions, versions)
+	// A pushed refresh reports after a quiet moment (report.go): a change
+	// refreshes every volume of its classes at once, and the status
+	// objects and Events of all of them would queue at the API server
+	// ahead of the other classes' change records — the files come first.
+	pushed := m.refresh != nil
+	if !sameVersions(v.versions, versions) {
+		v.statusDone = false
+	}
 	v.lastSuccess, v.versions = d.cfg.Now(), versions
-	if versionsChanged || !v.statusDone {
-		rv, err := d.writeStatus(ctx, m, versions, v.statusRV)
-		if err != nil {
-			d.cfg.Logger.Warn("pod status not recorded", "pod", m.pod.namespace+"/"+m.pod.name, "err", err)
-		} else {
-			v.statusDone, v.statusRV = true, rv
-		}
+	if !v.statusDone && !pushed {
+		d.updateStatus(ctx, m, v)
 	}
 	if len(spc.Spec.SecretObjects) > 0 && (out.changed || !out.remount) {
 		d.syncSecrets(ctx, m, spc, files)
@@ -217,9 +219,29 @@ func (d *Driver) afterWrite(ctx context.Context, m mountRequest, spc *v1.SecretP
 		d.cfg.Metrics.refreshed(trigger(m), out.changed, false)
 		if out.changed {
 			d.landed(m)
-			d.events.Record(ctx, m.pod.ref(), events.Normal, "SecretRotationComplete", fmt.Sprintf("SecretProviderClass %s: new object versions mounted", m.class))
 		}
 	}
+	switch {
+	case pushed && (out.changed || !v.statusDone):
+		d.reports.add(m.volumeID, out.changed)
+	case out.remount && out.changed:
+		d.rotationComplete(ctx, m)
+	}
+}
+
+// updateStatus writes the volume's status object with its versions.
+func (d *Driver) updateStatus(ctx context.Context, m mountRequest, v *volume) {
+	rv, err := d.writeStatus(ctx, m, v.versions, v.statusRV)
+	if err != nil {
+		d.cfg.Logger.Warn("pod status not recorded", "pod", m.pod.namespace+"/"+m.pod.name, "err", err)
+		return
+	}
+	v.statusDone, v.statusRV = true, rv
+}
+
+// rotationComplete tells the pod its files changed.
+func (d *Driver) rotationComplete(ctx context.Context, m mountRequest) {
+	d.events.Record(ctx, m.pod.ref(), events.Normal, "SecretRotationComplete", fmt.Sprintf("SecretProviderClass %s: new object versions mounted", m.class))
 }
 
 func (d *Driver) syncSecrets(ctx context.Context, m mountRequest, spc *v1.SecretProviderClass, files []atomicdir.File) {

@@ -18,7 +18,8 @@ import (
 // metrics; a failure keeps the files and is told to the pod, and the next
 // republish tries again.
 
-// maxPushes bounds the refreshes a node runs at once.
+// maxPushes bounds the refreshes a node runs at once: most of a refresh
+// is waiting (the provider, the API server).
 const maxPushes = 8
 
 // classChanged queues a refresh of every volume of class ns/name this node
@@ -30,9 +31,9 @@ func (d *Driver) classChanged(ns, name string, changes []refresh.Change, request
 	if !d.cfg.Rotation && !requested {
 		return
 	}
-	r := refresh.Request{Since: d.cfg.Now(), All: requested, Changes: changes}
-	if requested {
-		r.Changes = nil
+	r := refresh.Request{Since: d.cfg.Now(), All: true}
+	if !requested {
+		r = refresh.Request{Since: d.noticed(changes), Changes: changes}
 	}
 	d.mu.Lock()
 	var ids []string
@@ -52,6 +53,22 @@ func (d *Driver) classChanged(ns, name string, changes []refresh.Change, request
 	for _, id := range ids {
 		go d.push(id)
 	}
+}
+
+// noticed is when this node first saw the latest of changes. Every class
+// that records a change (several may read one object) refreshes with that
+// same time, so that the provider's read for one class — begun after it —
+// serves the others of the same principal: one read per principal on the
+// node, not one per class.
+func (d *Driver) noticed(changes []refresh.Change) time.Time {
+	var latest time.Time
+	for _, c := range changes {
+		t, _ := d.seen.GetOrAdd(c.ID, func() (time.Time, error) { return d.cfg.Now(), nil })
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	return latest
 }
 
 // push runs volume id's pending refresh, if the volume is still there.

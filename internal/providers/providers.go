@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
 
@@ -101,12 +103,30 @@ func (c *Clients) Mount(ctx context.Context, name string, req *v1alpha1.MountReq
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resp, err := client.Mount(cctx, req)
-	if err != nil && ctx.Err() == nil && cctx.Err() == context.DeadlineExceeded {
+	if err != nil && ctx.Err() == nil && deadlinePassed(cctx, err) {
 		// The call's own deadline passed: say so whatever gRPC reported
 		// (a cancelled stream may arrive as "RST_STREAM ... CANCEL").
 		err = fmt.Errorf("%w after %s: %w", context.DeadlineExceeded, timeout, err)
 	}
 	return resp, err
+}
+
+// deadlinePassed reports whether a call ended by its deadline: its context
+// says so, or the provider's side, whose copy of the deadline (sent as a
+// rounded timeout) can run out a moment earlier, cancelled the stream
+// within a few milliseconds of it.
+func deadlinePassed(cctx context.Context, err error) bool {
+	if cctx.Err() == context.DeadlineExceeded {
+		return true
+	}
+	d, ok := cctx.Deadline()
+	switch status.Code(err) {
+	case codes.DeadlineExceeded:
+		return ok // gRPC compares the deadline with the clock before the context's timer fires
+	case codes.Canceled:
+		return ok && time.Until(d) < 50*time.Millisecond
+	}
+	return false
 }
 
 // Close closes every connection.
