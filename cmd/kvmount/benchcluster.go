@@ -29,11 +29,14 @@ func benchCluster(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.Changes, "change", 1, "objects given a new version before each poll")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", 10*time.Second, "the drivers' --rotation-poll-interval")
 	fs.DurationVar(&cfg.KeyVaultLatency, "kv-latency", 20*time.Millisecond, "latency added to every Key Vault request")
+	fs.BoolVar(&cfg.Push, "push", false, "push mode: the drivers poll hourly and --polls changes come as Key Vault's events (azsim's Event Grid to the sync controller's webhook); reports the time to every pod and the reads and writes per change")
 	fs.StringVar(&cfg.Dir, "dir", "/var/lib/kvmount/bench", "state directory, emptied first")
 	fs.StringVar(&format, "o", "table", "output: table or json")
 	var jsonOut string
+	var keep bool
+	fs.BoolVar(&keep, "keep-dir", false, "keep the state directory (the processes' logs) after the run")
 	fs.StringVar(&jsonOut, "json-out", "", "also write the report as JSON to this file")
-	pos, err := parseVerb(fs, args, out, "kvmount bench cluster [--nodes N] [--pods P] [--classes C] [--identities I] [--objects O] [--polls R] [--change K] [-o table|json]")
+	pos, err := parseVerb(fs, args, out, "kvmount bench cluster [--nodes N] [--pods P] [--classes C] [--identities I] [--objects O] [--polls R] [--change K] [--push] [-o table|json]")
 	if err != nil {
 		return err
 	}
@@ -65,7 +68,9 @@ func benchCluster(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(cfg.Dir)
+	if !keep {
+		defer os.RemoveAll(cfg.Dir)
+	}
 	if jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {

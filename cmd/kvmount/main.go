@@ -22,13 +22,15 @@ Usage:
   kvmount run [--dir DIR] -- COMMAND [ARGS...]            run kubectl, azsim, … where the environment's network is
   kvmount demo [--keep] [--dir DIR]                       play the seed's three identity methods end to end
   kvmount files <namespace>/<pod> [--dir DIR]             show a pod's mounted secrets-store files
+  kvmount refresh secretproviderclass/NAME|secretsync/NAME [-n NAMESPACE] [--kubeconfig FILE] [--context NAME]
+                                                          read the objects from Key Vault now (needs patch on it)
   kvmount check -f FILE|DIR|- [-o text|json]               what the provider and driver would refuse or warn
                                                           about in SecretProviderClass and pod manifests
   kvmount version                                         print the version (also --version)
   kvmount bench provider --endpoint unix:///…/azure.sock (--request FILE | --class SPC --pod POD)
                          [-c N] [-d 10s | -n N] [--azsim-data-dir DIR --vault NAME]
                                                           load a provider socket and report latency
-  kvmount bench cluster [--nodes N] [--pods P] [--classes C] [--identities I] [--objects O] [--polls R] [-o json]
+  kvmount bench cluster [--nodes N] [--pods P] [--classes C] [--identities I] [--objects O] [--polls R] [--push] [-o json]
                                                           what N nodes cost the API server, Key Vault and token issuance
 `
 
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string) error {
 		return runIn(args[1:])
 	case "check":
 		return check(args[1:], os.Stdin, os.Stdout)
+	case "refresh":
+		return runRefresh(ctx, args[1:], os.Stdout)
 	case "bench":
 		if len(args) >= 2 && args[1] == "cluster" {
 			return benchCluster(ctx, args[2:], os.Stdout)

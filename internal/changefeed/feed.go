@@ -18,9 +18,11 @@ package changefeed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -161,22 +163,17 @@ func (f *Feed) handle(ctx context.Context, e kvevents.Event) (string, error) {
 		f.cfg.Logger.Warn("event refused: no SecretProviderClass reads the vault", "id", c.ID, "vault", c.Vault)
 		return UnknownVault, nil
 	}
-	var matched, added int
+	var matched []*unstructured.Unstructured
 	for _, obj := range classes {
-		u := obj.(*unstructured.Unstructured)
-		if !references(u, c) {
-			continue
-		}
-		matched++
-		wrote, err := f.record(ctx, u, c)
-		if err != nil {
-			return Failed, fmt.Errorf("record change %s on SecretProviderClass %s/%s: %w", c, u.GetNamespace(), u.GetName(), err)
-		}
-		if wrote {
-			added++
+		if u := obj.(*unstructured.Unstructured); references(u, c) {
+			matched = append(matched, u)
 		}
 	}
-	if matched == 0 {
+	added, err := f.recordAll(ctx, matched, c)
+	if err != nil {
+		return Failed, err
+	}
+	if len(matched) == 0 {
 		f.cfg.Logger.Debug("event about an object no class references", "id", c.ID, "object", c.String())
 		return Unmatched, nil
 	}
@@ -184,7 +181,7 @@ func (f *Feed) handle(ctx context.Context, e kvevents.Event) (string, error) {
 	if added == 0 {
 		return Duplicate, nil // every class had it: another replica's delivery
 	}
-	f.cfg.Logger.Info("change recorded", "id", c.ID, "object", c.String(), "classes", matched)
+	f.cfg.Logger.Info("change recorded", "id", c.ID, "object", c.String(), "classes", len(matched))
 	return Accepted, nil
 }
 
@@ -196,6 +193,38 @@ func references(u *unstructured.Unstructured, c refresh.Change) bool {
 		}
 	}
 	return false
+}
+
+// parallelWrites bounds the class writes one event makes at once: the
+// nodes act on each class as its write lands, so writing them one after
+// another would delay the last class by all the others' round trips.
+const parallelWrites = 32
+
+// recordAll records c on every class of matched, returning how many did
+// not have it yet.
+func (f *Feed) recordAll(ctx context.Context, matched []*unstructured.Unstructured, c refresh.Change) (int, error) {
+	var mu sync.Mutex
+	var added int
+	var errs []error
+	sem := make(chan struct{}, parallelWrites)
+	var wg sync.WaitGroup
+	for _, u := range matched {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			wrote, err := f.record(ctx, u, c)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("record change %s on SecretProviderClass %s/%s: %w", c, u.GetNamespace(), u.GetName(), err))
+			}
+			if wrote {
+				added++
+			}
+		})
+	}
+	wg.Wait()
+	return added, errors.Join(errs...)
 }
 
 // maxConflicts bounds the retries of a write that raced another.

@@ -81,8 +81,10 @@ func (e *Env) ChartValues() (map[string]any, error) {
 			"volumes":              azsimVolumes,
 			"volumeMounts":         azsimMounts,
 			// Quick failover on these small nodes (the defaults wait 15 s
-			// for a lease nobody renews).
-			"extraArgs": []string{"--leader-elect-lease-duration=6s", "--leader-elect-renew-deadline=4s", "--leader-elect-retry-period=1s"},
+			// for a lease nobody renews); azsim's Entra ID and Event Grid
+			// for Key Vault's events.
+			"extraArgs": []string{"--leader-elect-lease-duration=6s", "--leader-elect-renew-deadline=4s", "--leader-elect-retry-period=1s",
+				"--ca-file=" + filepath.Join(files, "ca.crt"), "--host-override=" + azsim.HostSuffix + "=" + ep.Address, "--authority-host=" + azsim.LoginURL + "/"},
 		},
 		"enableSecretRotation": true,
 		"rotationPollInterval": poll.String(),
@@ -126,6 +128,29 @@ func (e *Env) writeClientFiles() error {
 	return os.WriteFile(filepath.Join(dir, "cloud.json"), b, 0o644)
 }
 
+// UpgradeChart upgrades the release with ChartValues and, over them, the
+// values in overrides (merged key by key), and waits as Start does: how a
+// test turns on what needs objects made after the start (Key Vault's
+// events need the Event Grid resources and a certificate).
+func (e *Env) UpgradeChart(ctx context.Context, overrides map[string]any) error {
+	e.overrides = overrides
+	return e.installChart(ctx)
+}
+
+// merge copies src over dst, map by map.
+func merge(dst, src map[string]any) map[string]any {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				dst[k] = merge(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+	return dst
+}
+
 // installChart installs (or upgrades) the chart, embedded in this binary,
 // with ChartValues and waits until both DaemonSets run on every node.
 func (e *Env) installChart(ctx context.Context) error {
@@ -143,6 +168,7 @@ func (e *Env) installChart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	values = merge(values, e.overrides)
 	b, err := yaml.Marshal(values)
 	if err != nil {
 		return err

@@ -58,6 +58,9 @@ type Config struct {
 	// SyncController installs the SecretSync controller (the chart's
 	// syncController) beside the node DaemonSets (RuntimeContainerd).
 	SyncController bool
+	// EventRetryScale is azsim's --event-retry-scale: Event Grid's retry
+	// schedule sped up for tests (0: the service's own).
+	EventRetryScale float64
 	Logf           func(format string, args ...any)
 }
 
@@ -76,6 +79,8 @@ type Env struct {
 	cfg   Config
 	azsim *localcluster.Process
 	lock  *os.File
+	// overrides are values UpgradeChart set over ChartValues.
+	overrides map[string]any
 }
 
 // Node is one node's wiring.
@@ -281,6 +286,9 @@ func (e *Env) startAzsim(ctx context.Context, kubeconfig string) error {
 	}
 	if e.cfg.KeyVaultLatency > 0 {
 		args = append(args, "--latency", e.cfg.KeyVaultLatency.String())
+	}
+	if e.cfg.EventRetryScale > 0 {
+		args = append(args, "--event-retry-scale", strconv.FormatFloat(e.cfg.EventRetryScale, 'g', -1, 64))
 	}
 	if kubeconfig != "" {
 		args = append(args, "--kubeconfig", kubeconfig, "--trust-ca", e.Cluster.CAPath())

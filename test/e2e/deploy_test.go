@@ -119,6 +119,16 @@ func TestHelmChart(t *testing.T) {
 		{"sync controller without drift repair or policies", "1.37.2", []string{"syncController.enabled=true", "syncController.repairDrift=false",
 			"syncController.validatingAdmissionPolicies.enabled=false"},
 			[]string{`verbs: ["create", "patch", "delete"]`, "--repair-drift=false"}, []string{"ValidatingAdmissionPolicy"}},
+		{"Key Vault's events, both routes", "1.37.2", []string{"syncController.enabled=true", "syncController.events.pull.enabled=true",
+			"syncController.events.pull.endpoint=https://ns.westus2-1.eventgrid.azure.net", "syncController.events.pull.topic=keyvault",
+			"syncController.events.pull.subscription=kvmount", "syncController.events.pull.clientId=00000000-0000-0000-0000-000000000001",
+			"syncController.events.pull.tenantId=00000000-0000-0000-0000-000000000002", "syncController.events.webhook.enabled=true",
+			"syncController.events.webhook.tlsSecretName=events-tls", "syncController.events.webhook.tenantId=00000000-0000-0000-0000-000000000002",
+			"syncController.events.webhook.audiences[0]=api://kvmount-events", "syncController.events.webhook.service.type=NodePort"},
+			[]string{"--events-namespace-endpoint=https://ns.westus2-1.eventgrid.azure.net", "--events-client-id=00000000-0000-0000-0000-000000000001",
+				"audience: api://AzureADTokenExchange, expirationSeconds: 3600", "--events-webhook-bind-address=:8443",
+				"--events-webhook-audience=api://kvmount-events", "secretName: events-tls", "name: secrets-store-sync-controller-events",
+				"type: NodePort", `verbs: ["get", "list", "watch", "patch"]`, "policyName: kvmount-secrets-sync-classes"}, nil},
 		{"placement", "1.37.2", []string{"linux.nodeSelector.pool=system", "linux.priorityClassName=", "provider.podAnnotations.prometheus\\.io/scrape=enabled", "linux.extraArgs[0]=--kube-api-qps=50"},
 			[]string{"pool: system", "prometheus.io/scrape", "--kube-api-qps=50"}, nil},
 	} {
@@ -147,6 +157,18 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("server-side dry run on %s: %v", cluster, err)
 			}
 		})
+	}
+	for _, bad := range []struct {
+		sets []string
+		want string
+	}{
+		{[]string{"syncController.enabled=true", "syncController.events.webhook.enabled=true"}, "tlsSecretName is required"},
+		{[]string{"syncController.enabled=true", "syncController.events.webhook.enabled=true", "syncController.events.webhook.tlsSecretName=t"}, "needs authentication"},
+		{[]string{"syncController.enabled=true", "syncController.events.pull.enabled=true", "syncController.events.pull.endpoint=https://x"}, "pull needs endpoint, topic"},
+	} {
+		if out, err := render("1.37.2", bad.sets...); err == nil || !strings.Contains(out, bad.want) {
+			t.Errorf("%v: %v %s; want a refusal saying %q", bad.sets, err, out, bad.want)
+		}
 	}
 	if out, err := render("1.37.2", "windows.enabled=true"); err == nil || !strings.Contains(out, "kvmount builds no Windows images yet") {
 		t.Errorf("windows.enabled=true: %v %s", err, out)
