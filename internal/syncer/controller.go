@@ -38,6 +38,7 @@ import (
 	spcv1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
 	"kvmount.dev/kvmount/internal/events"
+	"kvmount.dev/kvmount/internal/lru"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/refresh"
 )
@@ -117,6 +118,8 @@ type Controller struct {
 
 	mu     sync.Mutex // guards states
 	states map[string]*state
+	// seen is when the controller first saw each change, by ID.
+	seen *lru.Cache[string, time.Time]
 	active chan struct{} // closed once this replica leads (or without election)
 }
 
@@ -147,7 +150,7 @@ type state struct {
 // New returns a controller; Run starts it.
 func New(cfg Config, kube Clients) *Controller {
 	cfg = withDefaults(cfg)
-	c := &Controller{cfg: cfg, kube: kube, states: map[string]*state{}, active: make(chan struct{})}
+	c := &Controller{cfg: cfg, kube: kube, states: map[string]*state{}, active: make(chan struct{}), seen: lru.New[string, time.Time](4096, time.Hour, cfg.Now)}
 	c.events = events.New(events.Config{Dynamic: kube.Dynamic, Component: "secrets-store-sync-controller", Instance: cfg.PodName, Now: cfg.Now, Logger: cfg.Logger})
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.NewTypedMaxOfRateLimiter(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, maxBackoff(cfg.PollInterval))),

@@ -171,11 +171,25 @@ func (c *Controller) fetch(ctx context.Context, ss *ssv1.SecretSync, spc *spcv1.
 		c.cfg.Metrics.providerCall()
 		var r *refresh.Request
 		if len(n.changes) > 0 {
-			r = &refresh.Request{Since: started, Changes: n.changes}
+			r = &refresh.Request{Since: c.noticed(n.changes), Changes: n.changes}
 		}
 		a.files, a.versions, a.err = c.mount(ctx, ss, spc, n.fresh, n.versions, r)
 		return a
 	})
+}
+
+// noticed is when the controller first saw the latest of changes: the
+// provider reads the object once, at or after it, for every class and
+// SecretSync of one principal that holds it.
+func (c *Controller) noticed(changes []refresh.Change) time.Time {
+	var latest time.Time
+	for _, ch := range changes {
+		t, _ := c.seen.GetOrAdd(ch.ID, func() (time.Time, error) { return c.cfg.Now(), nil })
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	return latest
 }
 
 // changesKey tells apart calls that read different changes afresh.

@@ -64,6 +64,7 @@ func (c *Controller) spcUpdated(old, cur any) {
 	if len(changes) == 0 {
 		return
 	}
+	c.noticed(changes)
 	syncs, err := c.ssInformer.GetIndexer().ByIndex(spcIndex, n.GetNamespace()+"/"+n.GetName())
 	if err != nil {
 		return
