@@ -22,6 +22,7 @@ func init() {
 	register("role assignment create", roleAssignmentCreate)
 	register("keyvault secret set", secretSet)
 	register("keyvault secret show", secretShow)
+	register("keyvault secret list", secretList)
 	register("keyvault secret set-attributes", secretSetAttributes)
 	register("keyvault key create", keyCreate)
 	register("keyvault key import", keyImport)
@@ -336,6 +337,29 @@ func secretShow(_ context.Context, s *Server, a SecretArgs) (any, error) {
 		}
 	}
 	return nil, notFound("A secret with (name/id) %s was not found in this key vault.", a.Name)
+}
+
+// secretList lists a vault's secrets as `az keyvault secret list` does:
+// each name once, its id without a version, and never a value.
+func secretList(_ context.Context, s *Server, a SecretArgs) (any, error) {
+	if err := required("--vault-name", a.VaultName); err != nil {
+		return nil, err
+	}
+	var latest []store.Secret
+	if err := s.view(func(tx *store.Tx) error {
+		var err error
+		latest, err = store.Latest[store.Secret](tx, store.BucketSecrets, a.VaultName)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	items := make([]any, 0, len(latest))
+	for _, sec := range latest {
+		item := secretJSON(sec, false)
+		item["id"] = VaultURL(sec.Vault) + "/secrets/" + sec.Name
+		items = append(items, item)
+	}
+	return map[string]any{"value": items}, nil
 }
 
 // secretJSON is the CLI's view of a secret; the value only for its owner's

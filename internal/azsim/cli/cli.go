@@ -69,7 +69,7 @@ func Run(ctx context.Context, args []string, stdout io.Writer) error {
 // verbUsage lists a verb's flags, as `az <verb> --help` does.
 func verbUsage(verb string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Usage: azsim %s [flags] [-o json|tsv|yaml|none] [--query PATH] [--data-dir DIR]\n\nFlags:\n", verb)
+	fmt.Fprintf(&b, "Usage: azsim %s [flags] [-o json|table|tsv|yaml|none] [--query PATH] [--data-dir DIR]\n\nFlags:\n", verb)
 	for _, spec := range commands[verb] {
 		if spec.kind == ignored || spec.kind == ignoredBool {
 			fmt.Fprintf(&b, "  %s (accepted, as az takes it; no effect)\n", strings.Join(spec.names, " "))
@@ -260,7 +260,7 @@ Usage:
   azsim version                                           print the version (also --version)
   azsim <command> --help                                  the command's flags
 
-Commands shaped like az (same flags; -o json|tsv|yaml|none, --query a.b[0].c):
+Commands shaped like az (same flags; -o json|table|tsv|yaml|none, --query a.b[0].c):
 ` + strings.Join(verbs, "\n") + `
 
 State lives in --data-dir (or $AZSIM_DATA_DIR; default ` + DefaultDataDir + `).

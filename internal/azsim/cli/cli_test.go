@@ -52,6 +52,14 @@ func TestSeedCommands(t *testing.T) {
 	run("azsim keyvault create -n {kv} -g {rg} -l westus2")
 	run("azsim keyvault secret set --vault-name {kv} -n secret1 --value demo-value")
 	run("azsim keyvault key create --vault-name {kv} -n key1 --kty RSA --size 2048")
+	run("azsim keyvault secret set --vault-name {kv} -n secret1 --value demo-value-2")
+	if out := run("azsim keyvault secret list --vault-name {kv} -o json"); strings.Contains(out, "demo-value") ||
+		!strings.Contains(out, `/secrets/secret1"`) || strings.Count(out, `"name"`) != 1 {
+		t.Errorf("secret list printed\n%s\nwant secret1 once, its id without a version, no value", out)
+	}
+	if out := run("azsim keyvault secret list --vault-name {kv} -o table"); !strings.HasPrefix(out, "ContentType") || !strings.Contains(out, "secret1") {
+		t.Errorf("secret list -o table printed\n%s", out)
+	}
 	run("azsim aks create -g {rg} -n {cluster} --node-count 2 --enable-addons azure-keyvault-secrets-provider --enable-managed-identity --generate-ssh-keys")
 	run("azsim vm create -g {rg} -n {vm} --image Ubuntu2204")
 	vars["vmss"] = strings.TrimSpace(run("azsim vmss list -g MC_{rg}_{cluster}_westus2 --query [0].name -o tsv"))
@@ -133,6 +141,10 @@ func TestParseArgs(t *testing.T) {
 		{"unknown flag", "identity create", []string{"--nmae", "x"}, nil, outputOpts{}, "unrecognized arguments: --nmae"},
 		{"bad int", "vmss create", []string{"--instance-count", "two"}, nil, outputOpts{}, "invalid int value: 'two'"},
 		{"missing value", "identity create", []string{"-n"}, nil, outputOpts{}, "expected one argument"},
+		{"secret value and file", "keyvault secret set", []string{"--vault-name", "kv", "-n", "s", "--value", "v", "--file", pemFile}, nil, outputOpts{}, "usage error: --value VALUE | --file PATH"},
+		{"secret without value", "keyvault secret set", []string{"--vault-name", "kv", "-n", "s"}, nil, outputOpts{}, "usage error: --value VALUE | --file PATH"},
+		{"secret from file", "keyvault secret set", []string{"--vault-name", "kv", "-n", "s", "-f", pemFile},
+			map[string]any{"vaultName": "kv", "name": "s", "value": "-----BEGIN PRIVATE KEY-----\n"}, outputOpts{}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,8 +221,32 @@ func TestFormat(t *testing.T) {
 			t.Errorf("Format %s = %q, %v; want %q", tt.format, b.String(), err, tt.want)
 		}
 	}
-	if err := Format(&bytes.Buffer{}, v, "table"); err == nil {
+	if err := Format(&bytes.Buffer{}, v, "xml"); err == nil {
 		t.Error("unknown format accepted")
+	}
+}
+
+// TestFormatTable: az's table output: scalar keys capitalised and sorted,
+// id/type/etag and nulls left out, numbers right-aligned, one row per list
+// element, a bare scalar under "Result".
+func TestFormatTable(t *testing.T) {
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"object", map[string]any{"name": "kv1", "id": "/x", "location": "eastus", "tags": map[string]any{}, "n": 12.0, "gone": nil},
+			"Location      N  Name\n----------  ---  ------\neastus       12  kv1\n"},
+		{"list", []any{map[string]any{"name": "a", "enabled": true}, map[string]any{"name": "long-name", "enabled": false}},
+			"Enabled    Name\n---------  ---------\nTrue       a\nFalse      long-name\n"},
+		{"scalar", "value", "Result\n--------\nvalue\n"},
+		{"empty list", []any{}, ""},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		if err := Format(&b, tt.v, "table"); err != nil || b.String() != tt.want {
+			t.Errorf("%s: Format table = %q, %v; want %q", tt.name, b.String(), err, tt.want)
+		}
 	}
 }
 

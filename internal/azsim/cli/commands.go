@@ -82,6 +82,7 @@ var commands = map[string][]flagSpec{
 	"keyvault secret set": {vault, name, f("--value", "value", str), f("--file,-f", "value", fileText), f("--content-type", "contentType", str),
 		f("--disabled", "disabled", boolean), f("--expires", "expires", str), f("--not-before", "notBefore", str), f("--encoding", "", ignored)},
 	"keyvault secret show":           {vault, name, f("--version", "version", str)},
+	"keyvault secret list":           {vault, f("--maxresults", "", ignored), f("--include-managed", "", ignored)},
 	"keyvault secret set-attributes": {vault, name, f("--version", "version", str), f("--enabled", "enabled", boolean)},
 	"keyvault key create":            {vault, name, f("--kty", "kty", str), f("--size", "size", integer), f("--curve", "curve", str), f("--ops", "ops", list), f("--protection", "", ignored)},
 	"keyvault key import":            {vault, name, f("--pem-file", "pem", fileText), f("--ops", "ops", list), f("--protection", "", ignored)},
@@ -154,7 +155,29 @@ func parseArgs(verb string, args []string) (map[string]any, outputOpts, error) {
 			return nil, o, err
 		}
 	}
+	if err := exclusive(verb, args); err != nil {
+		return nil, o, err
+	}
 	return out, o, nil
+}
+
+// exclusive refuses what az refuses before calling the service: `secret
+// set` takes exactly one of --value and --file.
+func exclusive(verb string, args []string) error {
+	if verb != "keyvault secret set" {
+		return nil
+	}
+	n := 0
+	for _, a := range args {
+		flag, _, _ := strings.Cut(a, "=")
+		if flag == "--value" || flag == "--file" || flag == "-f" {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("usage error: --value VALUE | --file PATH")
+	}
+	return nil
 }
 
 // isFlag tells a flag from a value; negative numbers are values.
