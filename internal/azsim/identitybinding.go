@@ -4,19 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base32"
 	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-
-	"kvmount.dev/kvmount/internal/azsim/entra"
 	"kvmount.dev/kvmount/internal/azsim/store"
+	"kvmount.dev/kvmount/internal/azsim/tokenproxy"
 )
 
 // AKS identity binding, as azsim models it: `aks identity-binding create`
@@ -35,25 +30,10 @@ func init() {
 	register("aks identity-binding delete", identityBindingDelete)
 }
 
-// Identity-binding RBAC, as AKS checks it, and the audience of the
-// service-account tokens its proxy accepts.
-const (
-	identityBindingGroup    = "cid.wi.aks.azure.com"
-	identityBindingVerb     = "use-managed-identity"
-	identityBindingAudience = "api://AKSIdentityBinding"
-)
-
 // TokenProxyServerName is the TLS server name of the token proxy of the
-// control plane id, as AKS documents it for clients that do not read it
-// from the API server's certificate: "a", then the SHA-256 of
-// "identity-binding" + id in base32 with the extended-hex alphabet, lower
-// case and unpadded, then ".ests.aks". (Written here from that rule, not
-// shared with the provider, which azsim checks.)
-func TokenProxyServerName(id string) string {
-	sum := sha256.Sum256([]byte("identity-binding" + id))
-	enc := base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-	return "a" + enc.EncodeToString(sum[:]) + ".ests.aks"
-}
+// control plane id (tokenproxy.ServerName: written from AKS's documented
+// rule, not shared with the provider, which azsim checks).
+func TokenProxyServerName(id string) string { return tokenproxy.ServerName(id) }
 
 // IdentityBindingArgs is `aks identity-binding create|show|list|delete`.
 type IdentityBindingArgs struct {
@@ -187,7 +167,9 @@ func (s *Server) startTokenProxy() error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s.tokenProxyHandler(s.ent), ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.tokenProxyTLS(cert)}
+	proxy := &tokenproxy.Proxy{Dir: proxyDirectory{s}, Reviewer: tokenproxy.KubeReviewer{Client: s.kube}, Logger: s.cfg.Logger,
+		OnToken: func() { s.tokens.proxy.Add(1) }}
+	srv := &http.Server{Handler: proxy.Handler(s.ent), ReadHeaderTimeout: 10 * time.Second, TLSConfig: proxy.TLSConfig(cert)}
 	go func() { _ = srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
 	s.mu.Lock()
 	s.endpoints["tokenproxy:"] = &endpoint{url: "https://" + ln.Addr().String(), http: srv}
@@ -195,93 +177,33 @@ func (s *Server) startTokenProxy() error {
 	return nil
 }
 
-// tokenProxyTLS serves the token proxy's certificate to clients that ask
-// for the server name of a cluster azsim knows, and refuses the rest.
-func (s *Server) tokenProxyTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if _, err := s.clusterBySNI(hello.ServerName); err != nil {
-			return nil, err
-		}
-		return &cert, nil
-	}}
-}
+// proxyDirectory is the server's store as the token proxy reads it.
+type proxyDirectory struct{ s *Server }
 
-// clusterBySNI is the cluster whose token proxy has that server name.
-func (s *Server) clusterBySNI(sni string) (store.Cluster, error) {
+// ClusterByServerName is the cluster whose token proxy has that server name.
+func (d proxyDirectory) ClusterByServerName(sni string) (tokenproxy.Cluster, error) {
 	var clusters []store.Cluster
-	if err := s.view(func(tx *store.Tx) error {
+	if err := d.s.view(func(tx *store.Tx) error {
 		var err error
 		clusters, err = store.List[store.Cluster](tx, store.BucketClusters, "")
 		return err
 	}); err != nil {
-		return store.Cluster{}, err
+		return tokenproxy.Cluster{}, err
 	}
 	for _, c := range clusters {
-		if strings.EqualFold(TokenProxyServerName(ControlPlaneID(s.cloud.SubscriptionID, c.ResourceGroup, c.Name)), sni) {
-			return c, nil
+		if strings.EqualFold(tokenproxy.ServerName(ControlPlaneID(d.s.cloud.SubscriptionID, c.ResourceGroup, c.Name)), sni) {
+			return tokenproxy.Cluster{Name: c.Name, ResourceGroup: c.ResourceGroup}, nil
 		}
 	}
-	return store.Cluster{}, fmt.Errorf("azsim token proxy: no cluster has server name %q", sni)
+	return tokenproxy.Cluster{}, fmt.Errorf("azsim token proxy: no cluster has server name %q", sni)
 }
 
-// tokenProxyHandler is Entra ID's endpoints as the token proxy serves them:
-// discovery as Entra's, the token endpoint with identity binding's client
-// authentication.
-func (s *Server) tokenProxyHandler(ent *entra.Handler) http.Handler {
-	h := ent.WithClientAuth(s.identityBindingAuth)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.cfg.Logger.Debug("token proxy request", "sni", r.TLS.ServerName, "method", r.Method, "path", r.URL.Path)
-		if r.Method == http.MethodPost {
-			s.tokens.proxy.Add(1)
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// identityBindingAuth is the token proxy's check of a token request: the
-// cluster (by server name) has an identity binding for the managed identity
-// client_id names; the assertion is a service-account token of that cluster
-// for api://AKSIdentityBinding (the API server says, by TokenReview); and
-// the cluster's RBAC lets that service account use the identity
-// (SubjectAccessReview). The token is then the identity's.
-func (s *Server) identityBindingAuth(r *http.Request, tenant, clientID string) (store.Principal, error) {
-	c, err := s.clusterBySNI(r.TLS.ServerName)
-	if err != nil {
-		return store.Principal{}, entra.NewOAuthError(http.StatusBadRequest, "invalid_request", 0, err.Error())
-	}
-	p, binding, err := s.boundIdentity(c, tenant, clientID)
-	if err != nil {
-		return store.Principal{}, err
-	}
-	f := r.PostForm
-	if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || f.Get("client_assertion") == "" {
-		return store.Principal{}, entra.NewOAuthError(http.StatusBadRequest, "invalid_request", 0,
-			"AKS token proxy: the request must carry the pod's service-account token as client_assertion (client_assertion_type urn:ietf:params:oauth:client-assertion-type:jwt-bearer)")
-	}
-	user, groups, err := s.reviewToken(r.Context(), f.Get("client_assertion"))
-	if err != nil {
-		return store.Principal{}, entra.NewOAuthError(http.StatusUnauthorized, "invalid_client", 0,
-			fmt.Sprintf("AKS token proxy: the client assertion is not a valid service-account token of cluster %s for audience %s: %v", c.Name, identityBindingAudience, err))
-	}
-	allowed, err := s.mayUseIdentity(r.Context(), user, groups, clientID)
-	if err != nil {
-		return store.Principal{}, entra.NewOAuthError(http.StatusServiceUnavailable, "temporarily_unavailable", 0, "AKS token proxy: "+err.Error())
-	}
-	if !allowed {
-		return store.Principal{}, entra.NewOAuthError(http.StatusForbidden, "unauthorized_client", 0,
-			fmt.Sprintf("AKS token proxy: %s is not allowed to use managed identity %s (identity binding %s): no ClusterRole binds verb %s on %s/%s to it",
-				user, clientID, binding.Name, identityBindingVerb, identityBindingGroup, clientID))
-	}
-	return p, nil
-}
-
-// boundIdentity is the user-assigned identity clientID names, with the
-// cluster's binding for it.
-func (s *Server) boundIdentity(c store.Cluster, tenant, clientID string) (store.Principal, store.IdentityBinding, error) {
+// BoundIdentity is the user-assigned identity clientID names in tenant,
+// with the name of the cluster's binding for it.
+func (d proxyDirectory) BoundIdentity(c tokenproxy.Cluster, tenant, clientID string) (store.Principal, string, error) {
 	var p store.Principal
-	var binding store.IdentityBinding
-	found := false
-	err := s.view(func(tx *store.Tx) error {
+	binding := ""
+	err := d.s.view(func(tx *store.Tx) error {
 		var err error
 		if p, err = store.FindPrincipal(tx, clientID); err != nil || p.Kind != store.KindUserAssigned || !strings.EqualFold(p.TenantID, tenant) {
 			return store.ErrNotFound
@@ -289,75 +211,10 @@ func (s *Server) boundIdentity(c store.Cluster, tenant, clientID string) (store.
 		all, err := store.List[store.IdentityBinding](tx, store.BucketIdentityBindings, store.Path(c.ResourceGroup, c.Name)+"/")
 		for _, b := range all {
 			if strings.EqualFold(b.IdentityResourceID, p.ResourceID) {
-				binding, found = b, true
+				binding = b.Name
 			}
 		}
 		return err
 	})
-	if err != nil {
-		return p, binding, entra.NewOAuthError(http.StatusBadRequest, "unauthorized_client", 700016,
-			fmt.Sprintf("AADSTS700016: Application with identifier '%s' was not found in the directory '%s': identity binding needs a user-assigned managed identity's client ID.", clientID, tenant))
-	}
-	if !found {
-		return p, binding, entra.NewOAuthError(http.StatusBadRequest, "unauthorized_client", 0,
-			fmt.Sprintf("AKS token proxy: cluster %s has no identity binding for managed identity %s: az aks identity-binding create -g %s --cluster-name %s -n <name> --managed-identity-resource-id %s",
-				c.Name, clientID, c.ResourceGroup, c.Name, p.ResourceID))
-	}
-	return p, binding, nil
-}
-
-var (
-	tokenReviews = schema.GroupVersionResource{Group: "authentication.k8s.io", Version: "v1", Resource: "tokenreviews"}
-	accessReview = schema.GroupVersionResource{Group: "authorization.k8s.io", Version: "v1", Resource: "subjectaccessreviews"}
-)
-
-// reviewToken asks the cluster's API server who the service-account token
-// for api://AKSIdentityBinding belongs to.
-func (s *Server) reviewToken(ctx context.Context, token string) (string, []string, error) {
-	kube, err := s.kube()
-	if err != nil {
-		return "", nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	review := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-		"spec": map[string]any{"token": token, "audiences": []any{identityBindingAudience}}}}
-	out, err := kube.Resource(tokenReviews).Create(ctx, review, metav1.CreateOptions{})
-	if err != nil {
-		return "", nil, fmt.Errorf("token review: %w", err)
-	}
-	if ok, _, _ := unstructured.NestedBool(out.Object, "status", "authenticated"); !ok {
-		msg, _, _ := unstructured.NestedString(out.Object, "status", "error")
-		return "", nil, fmt.Errorf("the API server did not authenticate it (%s)", msg)
-	}
-	user, _, _ := unstructured.NestedString(out.Object, "status", "user", "username")
-	groups, _, _ := unstructured.NestedStringSlice(out.Object, "status", "user", "groups")
-	if !strings.HasPrefix(user, "system:serviceaccount:") {
-		return "", nil, fmt.Errorf("it belongs to %s, not a service account", user)
-	}
-	return user, groups, nil
-}
-
-// mayUseIdentity asks the cluster's RBAC whether user may use the managed
-// identity with client ID clientID.
-func (s *Server) mayUseIdentity(ctx context.Context, user string, groups []string, clientID string) (bool, error) {
-	kube, err := s.kube()
-	if err != nil {
-		return false, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	gs := make([]any, len(groups))
-	for i, g := range groups {
-		gs[i] = g
-	}
-	sar := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-		"spec": map[string]any{"user": user, "groups": gs,
-			"resourceAttributes": map[string]any{"verb": identityBindingVerb, "group": identityBindingGroup, "resource": clientID}}}}
-	out, err := kube.Resource(accessReview).Create(ctx, sar, metav1.CreateOptions{})
-	if err != nil {
-		return false, fmt.Errorf("access review: %w", err)
-	}
-	ok, _, _ := unstructured.NestedBool(out.Object, "status", "allowed")
-	return ok, nil
+	return p, binding, err
 }
