@@ -40,6 +40,12 @@ func files(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The API server listens in the environment's network namespace (its
+	// nodes' network): go there first, as `kvmount run` does, when this is
+	// another one.
+	if err := enterEnvNet(dir); err != nil {
+		return err
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
 	if err != nil {
 		return err

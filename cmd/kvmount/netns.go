@@ -37,17 +37,23 @@ func isolate(runtime localcluster.Runtime) error {
 	}
 	fmt.Fprintln(os.Stderr, "kvmount: starting in a new network namespace with only loopback (the local nodes' network lives there; use `kvmount run -- CMD` to reach it)")
 	cmd := exec.Command("unshare", append([]string{"--net", "--", "sh", "-c", `ip link set lo up && exec "$0" "$@"`, self}, os.Args[1:]...)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), isolatedEnvVar+"=1")
 	// Ctrl-C reaches the child too (same process group), which stops
 	// cleanly; this process only waits for it.
-	err = cmd.Run()
+	return reexec(cmd, "start in a new network namespace (unshare, from util-linux)")
+}
+
+// reexec runs cmd (this command again, inside another network namespace)
+// and exits with its status; it returns only when cmd could not run.
+func reexec(cmd *exec.Cmd, what string) error {
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), isolatedEnvVar+"=1")
+	err := cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		os.Exit(exit.ExitCode())
 	}
 	if err != nil {
-		return fmt.Errorf("start in a new network namespace (unshare, from util-linux): %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	os.Exit(0)
 	return nil
@@ -117,4 +123,29 @@ func envPID(dir string) (int, error) {
 		return 0, fmt.Errorf("the environment in %s is not running (start it with kvmount up --dir %s)", dir, dir)
 	}
 	return pid, nil
+}
+
+// enterEnvNet re-executes this command in the network namespace of the
+// environment in dir when this process is in another one (it exits with
+// the child's status); it returns when already there, or when the
+// environment runs in this one (the fake runtime).
+func enterEnvNet(dir string) error {
+	if os.Getenv(isolatedEnvVar) != "" {
+		return nil
+	}
+	pid, err := envPID(dir)
+	if err != nil {
+		return err
+	}
+	here, err1 := os.Readlink("/proc/self/ns/net")
+	there, err2 := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err1 != nil || err2 != nil || here == there {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=/proc/" + strconv.Itoa(pid) + "/ns/net", "--", self}, os.Args[1:]...)...)
+	return reexec(cmd, "enter the environment's network namespace (nsenter, as root)")
 }

@@ -110,7 +110,7 @@ func printEnv(env *localenv.Env, dir string, took time.Duration) {
 	fmt.Printf("  azsim CA:    %s\n", filepath.Join(env.AzsimDir, "ca.crt"))
 	fmt.Printf("  tenant:      %s   (the SecretProviderClass tenantId)\n", env.TenantID)
 	fmt.Printf("  AKS:         azsim aks show -g %s -n %s\n", localenv.ResourceGroup, localenv.ClusterName)
-	fmt.Printf("  pod files:   kvmount files <namespace>/<pod> --dir %s\n", dir)
+	fmt.Printf("  pod files:   sudo kvmount files <namespace>/<pod> --dir %s\n", dir)
 	fmt.Printf("  logs:        %s and %s", filepath.Join(env.Cluster.Dir(), "logs"), filepath.Join(dir, "logs"))
 	if env.Cluster.Runtime() == localcluster.RuntimeContainerd {
 		fmt.Printf("; containers' in %s", filepath.Join(env.Cluster.Dir(), "n", "*", "pod-logs"))
