@@ -41,11 +41,8 @@ func check(args []string, stdin io.Reader, out io.Writer) error {
 	if format != "text" && format != "json" {
 		return fmt.Errorf("%w: -o %q: use text or json", errUsage, format)
 	}
-	docs, err := classcheck.Read(files, stdin)
-	if err != nil {
-		return err
-	}
-	findings := classcheck.Check(docs)
+	docs, findings := classcheck.Read(files, stdin)
+	findings = append(findings, classcheck.Check(docs)...)
 	if format == "json" {
 		if findings == nil {
 			findings = []classcheck.Finding{}

@@ -9,19 +9,13 @@
 package classcheck
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
+	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
 	"kvmount.dev/kvmount/internal/azure/config"
@@ -49,7 +43,11 @@ type Finding struct {
 }
 
 func (f Finding) String() string {
-	return fmt.Sprintf("%s:%d: %s: %s %s: %s", f.File, f.Line, f.Severity, f.Kind, qualified(f.Namespace, f.Name), f.Message)
+	where := f.File
+	if f.Line > 0 {
+		where += ":" + strconv.Itoa(f.Line)
+	}
+	return fmt.Sprintf("%s: %s: %s %s: %s", where, f.Severity, f.Kind, qualified(f.Namespace, f.Name), f.Message)
 }
 
 func qualified(ns, name string) string {
@@ -57,85 +55,6 @@ func qualified(ns, name string) string {
 		return name
 	}
 	return ns + "/" + name
-}
-
-// Document is one YAML document of a manifest file.
-type Document struct {
-	File string
-	node *yaml.Node
-	obj  map[string]any
-}
-
-// Read reads every YAML document of the files, and of the .yaml and .yml
-// files under the directories, in path order; "-" is standard input.
-func Read(paths []string, stdin io.Reader) ([]Document, error) {
-	var docs []Document
-	for _, p := range paths {
-		files, err := expand(p)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			var data []byte
-			if f == "-" {
-				data, err = io.ReadAll(stdin)
-			} else {
-				data, err = os.ReadFile(f)
-			}
-			if err != nil {
-				return nil, err
-			}
-			d, err := parse(f, data)
-			if err != nil {
-				return nil, err
-			}
-			docs = append(docs, d...)
-		}
-	}
-	return docs, nil
-}
-
-func expand(p string) ([]string, error) {
-	if p == "-" {
-		return []string{p}, nil
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.IsDir() {
-		return []string{p}, nil
-	}
-	var files []string
-	err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
-			files = append(files, path)
-		}
-		return err
-	})
-	sort.Strings(files)
-	return files, err
-}
-
-// parse splits a file into documents.
-func parse(file string, data []byte) ([]Document, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var docs []Document
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return docs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		var obj map[string]any
-		if err := n.Decode(&obj); err != nil || obj == nil {
-			continue
-		}
-		docs = append(docs, Document{File: file, node: &n, obj: obj})
-	}
 }
 
 // Check checks the documents: every SecretProviderClass, every pod (and
@@ -217,44 +136,6 @@ func (c *checker) collect(d *Document) {
 	}
 }
 
-func apiVersion(obj map[string]any) string {
-	v, _ := obj["apiVersion"].(string)
-	return v
-}
-
-// line is the line of the value at path (mapping keys) in the document, or
-// of the deepest key found.
-func (d Document) line(path ...string) int {
-	n := d.node
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	line := n.Line
-	for _, key := range path {
-		if n.Kind != yaml.MappingNode {
-			return line
-		}
-		found := false
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				line, n, found = n.Content[i].Line, n.Content[i+1], true
-				break
-			}
-		}
-		if !found {
-			return line
-		}
-	}
-	return line
-}
-
-// fakeToken is a JWT-shaped service-account token, for parsing classes
-// that need one: the real one comes from kubelet at mount time.
-func fakeToken() string {
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(`{"alg":"none"}`)) + "." + enc.EncodeToString([]byte(`{"sub":"system:serviceaccount:check:check"}`)) + ".c2ln"
-}
-
 // checkClass parses the class's parameters with the provider's parser, as
 // a mount would present them (kubelet's pod attributes and, where the
 // cluster gives them, tokens and the nodePublishSecretRef Secret).
@@ -277,126 +158,23 @@ func (c *checker) checkClass(k *class) {
 	for _, w := range cfg.Warnings {
 		c.add(d, d.classLine("objects", w.Object), Warning, "SecretProviderClass", ns, name, "%s", strings.TrimPrefix(w.String(), "SecretProviderClass: "))
 	}
+	c.unknownParameters(d, ns, name)
 }
 
-// Request is a class as a mount presents it to the provider: the
-// attributes and secrets JSON of a Mount call.
-type Request struct {
-	Namespace, Name     string
-	Attributes, Secrets string
-	stub                string
-}
-
-// Cleanup removes what the request made (a stand-in cloud file).
-func (r Request) Cleanup() { r.cleanup() }
-
-func (r Request) cleanup() {
-	if r.stub != "" {
-		os.Remove(r.stub)
-	}
-}
-
-// Requests are the Mount requests the documents' classes would make, for
-// comparing the check with the provider itself; Cleanup each.
-func Requests(docs []Document) []Request {
-	c := &checker{classes: map[string]*class{}}
-	for i := range docs {
-		c.collect(&docs[i])
-	}
-	for _, d := range docs {
-		c.checkPods(d)
-	}
-	var out []Request
-	for _, k := range c.order {
-		if r, ok := c.request(c.classes[k]); ok {
-			out = append(out, r)
+// unknownParameters warns of class parameters the provider does not read
+// (upstream ignores them too, so a misspelt one fails silently there).
+func (c *checker) unknownParameters(d Document, ns, name string) {
+	params, _ := dig(d.obj, "spec")["parameters"].(map[string]any)
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		if slices.Contains(config.Parameters, k) || strings.HasPrefix(k, "csi.storage.k8s.io/") {
+			continue
 		}
-	}
-	return out
-}
-
-// request builds the class's Mount request, or reports why there is none
-// (another provider, parameters the API server would refuse).
-func (c *checker) request(k *class) (Request, bool) {
-	d, ns, name := k.doc, k.namespace, k.name
-	spec, _ := d.obj["spec"].(map[string]any)
-	if p, _ := spec["provider"].(string); p != "azure" {
-		c.add(d, d.line("spec", "provider"), Error, "SecretProviderClass", ns, name, "provider %q: kvmount's provider serves provider: azure (another provider must be installed for %q)", p, p)
-		return Request{}, false
-	}
-	raw, _ := spec["parameters"].(map[string]any)
-	attrs := map[string]string{}
-	for key, v := range raw {
-		s, ok := v.(string)
-		if !ok {
-			c.add(d, d.line("spec", "parameters", key), Error, "SecretProviderClass", ns, name,
-				"parameters.%s is a %T, and the API server accepts strings only: quote it (%s: \"%v\")", key, v, key, v)
-			return Request{}, false
+		msg := fmt.Sprintf("parameter %q is not one the Azure provider reads, and is ignored (as upstream ignores it)", k)
+		if near := config.Nearest(k, config.Parameters); near != "" {
+			msg += ": did you mean " + near + "?"
 		}
-		attrs[key] = s
+		c.add(d, d.line("spec", "parameters", k), Warning, "SecretProviderClass", ns, name, "%s", msg)
 	}
-	req := Request{Namespace: ns, Name: name}
-	if f := attrs["cloudEnvFileName"]; f != "" {
-		c.add(d, d.line("spec", "parameters", "cloudEnvFileName"), Info, "SecretProviderClass", ns, name,
-			"cloudEnvFileName %s is read in the provider's pod: not checked here", f)
-		req.stub = stubCloudFile()
-		attrs["cloudEnvFileName"] = req.stub
-	}
-	for key, v := range map[string]string{"csi.storage.k8s.io/pod.name": "check", "csi.storage.k8s.io/pod.namespace": ns,
-		"csi.storage.k8s.io/pod.uid": "check", "csi.storage.k8s.io/serviceAccount.name": "check"} {
-		attrs[key] = v
-	}
-	tokens := map[string]map[string]string{}
-	for _, aud := range []string{config.WorkloadIdentityAudience, config.IdentityBindingAudience} {
-		if c.audience == nil || c.audience[aud] {
-			tokens[aud] = map[string]string{"token": fakeToken()}
-		}
-	}
-	b, _ := json.Marshal(tokens)
-	attrs["csi.storage.k8s.io/serviceAccount.tokens"] = string(b)
-	req.Secrets = `{"clientid":"check","clientsecret":"check"}`
-	if len(k.secretRefs) > 0 && !slices.Contains(k.secretRefs, true) {
-		req.Secrets = ""
-	}
-	a, _ := json.Marshal(attrs)
-	req.Attributes = string(a)
-	return req, true
-}
-
-// classLine finds the parameter a parser error names, and the object's
-// entry inside the objects block.
-func (d Document) classLine(field, object string) int {
-	key := field
-	if strings.Contains(key, "/") || key == "" {
-		key = "objects"
-	}
-	line := d.line("spec", "parameters", key)
-	if key != "objects" || object == "" {
-		return line
-	}
-	// object is "<index> <name>": find "objectName: <name>" in the block.
-	_, objName, _ := strings.Cut(object, " ")
-	spec, _ := d.obj["spec"].(map[string]any)
-	params, _ := spec["parameters"].(map[string]any)
-	text, _ := params["objects"].(string)
-	for i, l := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "objectName:"); ok && strings.Trim(strings.TrimSpace(v), `"'`) == objName && objName != "" {
-			return line + 1 + i
-		}
-	}
-	return line
-}
-
-// stubCloudFile is a cloud file with the fields a class's own file must
-// have, standing in for one the check cannot read.
-func stubCloudFile() string {
-	f, err := os.CreateTemp("", "kvmount-check-cloud-*.json")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	_, _ = f.WriteString(`{"name":"AzureStackCloud","activeDirectoryEndpoint":"https://login.example/","keyVaultEndpoint":"https://vault.example/","keyVaultDNSSuffix":"vault.example"}`)
-	return f.Name()
 }
 
 // podSpecPaths are where workloads keep their pod spec.
@@ -471,44 +249,4 @@ func (c *checker) classFor(d Document, line int, kind, ns, name, vname, cls stri
 		}
 	}
 	c.add(d, line, Info, kind, ns, name, "volume %s: SecretProviderClass %s/%s is not among the files checked", vname, ns, cls)
-}
-
-// dig follows keys through nested mappings.
-func dig(obj map[string]any, keys ...string) map[string]any {
-	cur := obj
-	for _, k := range keys {
-		next, _ := cur[k].(map[string]any)
-		if next == nil {
-			return map[string]any{}
-		}
-		cur = next
-	}
-	return cur
-}
-
-// seqLine is the line of element i of the sequence at path.
-func (d Document) seqLine(path []string, i int) int {
-	n := d.node
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	for _, key := range path {
-		if n.Kind != yaml.MappingNode {
-			return d.line(path...)
-		}
-		var next *yaml.Node
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			if n.Content[j].Value == key {
-				next = n.Content[j+1]
-			}
-		}
-		if next == nil {
-			return d.line(path...)
-		}
-		n = next
-	}
-	if n.Kind == yaml.SequenceNode && i < len(n.Content) {
-		return n.Content[i].Line
-	}
-	return d.line(path...)
 }

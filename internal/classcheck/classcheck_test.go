@@ -25,6 +25,10 @@ func TestCheck(t *testing.T) {
 			"16 error is not one of secret, key, cert",
 			"19 error absolute paths are not allowed",
 		}},
+		{"testdata/list.yaml", []string{
+			"11 warning \"keyvaultNam\" is not one the Azure provider reads, and is ignored (as upstream ignores it): did you mean keyvaultName?",
+			"18 error objectType \"sekret\" is not one of secret, key, cert",
+		}},
 		{"testdata/workload-identity.yaml", []string{
 			"19 error add tokenRequests: [{audience: api://AzureADTokenExchange}]",
 			"34 error give the volume a nodePublishSecretRef",
@@ -32,9 +36,9 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			docs, err := Read([]string{tt.file}, nil)
-			if err != nil {
-				t.Fatal(err)
+			docs, problems := Read([]string{tt.file}, nil)
+			if len(problems) > 0 {
+				t.Fatal(problems)
 			}
 			got := Check(docs)
 			var errs []Finding
@@ -111,5 +115,17 @@ func TestCheckSecretSync(t *testing.T) {
 		if itoa(f.Line) != parts[0] || string(f.Severity) != parts[1] || !strings.Contains(f.Message, parts[2]) {
 			t.Errorf("finding %d: %s, want %s", i, f, w)
 		}
+	}
+}
+
+// TestReadContinues: a file that cannot be parsed, and one that does not
+// exist, are findings, and the other files are still checked.
+func TestReadContinues(t *testing.T) {
+	docs, problems := Read([]string{"testdata/broken.yaml.txt", "testdata/missing.yaml", "testdata/several.yaml"}, nil)
+	if len(problems) != 2 || problems[0].Severity != Error || !strings.Contains(problems[0].Message, "the other files were checked") {
+		t.Fatalf("problems %v: want the broken and the missing file", problems)
+	}
+	if len(docs) == 0 || !Failed(Check(docs)) {
+		t.Fatal("the good file after the broken one was not checked")
 	}
 }

@@ -163,6 +163,12 @@ func (c Config) TenantOf(o Object) string {
 	return c.TenantID
 }
 
+// Parameters are the SecretProviderClass parameters the Azure provider
+// reads (upstream's names); others are ignored, as upstream ignores them,
+// and `kvmount check` names the nearest of these.
+var Parameters = []string{"usePodIdentity", "useVMManagedIdentity", "useAzureTokenProxy", "userAssignedIdentityID", "clientID",
+	"keyvaultName", "cloudName", "cloudEnvFileName", "tenantId", "tenantID", "objects"}
+
 // Parse builds a Config from a Mount request's JSON strings.
 func Parse(attributesJSON, secretsJSON, permission string, d Defaults) (Config, error) {
 	attrs, err := decodeMap("attributes", attributesJSON)
