@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kvmount.dev/kvmount/internal/csi"
+	"kvmount.dev/kvmount/internal/kubemetrics"
 	"kvmount.dev/kvmount/internal/logs"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/serve"
@@ -71,12 +72,13 @@ func run(ctx context.Context, args []string) error {
 	// which made a 110-pod storm wait tens of seconds on the client.
 	rc.QPS, rc.Burst = float32(c.qps), c.burst
 	rc.UserAgent = "secrets-store-csi-driver/" + version.Version + " (kvmount)"
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	kubemetrics.Register(reg)
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	provs := providers.New(c.providerDirs(), c.maxRecvMsg)
 	defer provs.Close()
 	d := csi.New(csi.Config{DriverName: c.driverName, NodeID: c.nodeID, Providers: provs, Dynamic: dyn, Classes: csi.NewClasses(dyn),

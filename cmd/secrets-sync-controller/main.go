@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kvmount.dev/kvmount/internal/changefeed"
+	"kvmount.dev/kvmount/internal/kubemetrics"
 	"kvmount.dev/kvmount/internal/logs"
 	"kvmount.dev/kvmount/internal/providers"
 	"kvmount.dev/kvmount/internal/serve"
@@ -72,12 +73,13 @@ func run(ctx context.Context, args []string) error {
 	}
 	rc.QPS, rc.Burst = float32(c.qps), c.burst
 	rc.UserAgent = "secrets-sync-controller/" + version.Version + " (kvmount)"
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	kubemetrics.Register(reg)
 	kube, err := clients(rc)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	provs := providers.New([]string{c.providerDir}, c.maxRecvMsg)
 	defer provs.Close()
 	ctrl := syncer.New(syncer.Config{Name: c.name, Namespace: c.namespace, PodName: c.podName, PodUID: c.podUID,

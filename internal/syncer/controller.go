@@ -119,7 +119,7 @@ type Controller struct {
 	mu     sync.Mutex // guards states
 	states map[string]*state
 	// seen is when the controller first saw each change, by ID.
-	seen *lru.Cache[string, time.Time]
+	seen   *lru.Cache[string, time.Time]
 	active chan struct{} // closed once this replica leads (or without election)
 }
 

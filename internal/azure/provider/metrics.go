@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -102,8 +103,14 @@ func kvReason(err error) string {
 	return "other"
 }
 
-// interceptor records every gRPC call in grpc_request.
+// interceptor records every gRPC call in grpc_request but Version: the
+// driver's health check (--provider-health-check) and kubelet's probes of
+// /healthz call it every few seconds, and a dashboard's request rate would
+// be theirs.
 func (m *Metrics) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if strings.HasSuffix(info.FullMethod, "/Version") {
+		return h(ctx, req)
+	}
 	start := time.Now()
 	resp, err := h(ctx, req)
 	code := status.Code(err)

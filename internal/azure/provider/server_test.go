@@ -76,6 +76,21 @@ func TestServerSurface(t *testing.T) {
 	if strings.Contains(body, "nothere") {
 		t.Error("an object name reached a metric label")
 	}
+	// Health checks (Version, by the driver's --provider-health-check and
+	// the provider's own /healthz) are not requests.
+	if strings.Contains(body, "/Version") || !strings.Contains(body, `grpc_method="/v1alpha1.CSIDriverProvider/Mount"`) {
+		t.Errorf("grpc_request counts health checks, or not mounts:\n%s", grepLines(body, "grpc_request"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func getQuiet(hostport string) (int, error) {
