@@ -90,13 +90,20 @@ crds:
 	$(GO) run ./internal/apis/secretsstore/gencrds deploy/crds/secrets-store.csi.x-k8s.io.yaml
 	cp deploy/crds/secrets-store.csi.x-k8s.io.yaml deploy/crds/secret-sync.x-k8s.io.yaml deploy/helm/kvmount/files/
 
-## manifests: render deploy/*.yaml (plain manifests) from the chart
+## manifests: both charts' values.schema.json, then deploy/*.yaml (plain
+## manifests) rendered from the chart and the Azure layout's copy of it
 manifests: tools
+	python3 deploy/helm/values-schema.py deploy/helm/kvmount/values.schema.json deploy/helm/kvmount-azure/values.schema.json
 	$(GO) run ./deploy/render --helm $(BIN)/helm --chart deploy/helm/kvmount --out deploy
 
 ## tools: helm into bin/, built from its Go module (for the chart's tests)
+## (it reports the newest Kubernetes version kvmount tests, as helm's own
+## release builds report theirs, so `helm template` needs no --kube-version)
+HELM_KUBE_MINOR := 37
 tools:
-	cd tools/helm && $(GO) build -o $(BIN)/helm helm.sh/helm/v3/cmd/helm
+	cd tools/helm && $(GO) build -o $(BIN)/helm \
+	  -ldflags "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_KUBE_MINOR)" \
+	  helm.sh/helm/v3/cmd/helm
 
 ## tidy: go mod tidy (see DESIGN.md for why -e may be needed)
 tidy:

@@ -12,8 +12,9 @@ import "embed"
 //go:embed crds/*.yaml csidriver.yaml kubernetes-1.35+/csidriver.yaml rbac.yaml rbac-secret-sync.yaml rbac-provider-azure.yaml rbac-aggregated.yaml
 var Manifests embed.FS
 
-// Chart is the Helm chart (helm/kvmount), which the local environment
-// installs when its nodes run containers.
+// Chart holds the Helm charts — helm/kvmount (the driver chart's layout)
+// and helm/kvmount-azure (the Azure provider chart's) — which the local
+// environment installs when its nodes run containers.
 //
-//go:embed all:helm/kvmount
+//go:embed all:helm/kvmount all:helm/kvmount-azure
 var Chart embed.FS

@@ -7,7 +7,8 @@
 #   containerd and runc: the local nodes' container runtime;
 #   containernetworking-plugins: pod networking (bridge, host-local);
 #   iptables and conntrack: kube-proxy, for the kubernetes Service;
-#   busybox-static: the busybox image the seed's pods run, built offline.
+#   busybox-static: the busybox image the seed's pods run, built offline;
+#   python3-minimal: the charts' values schemas (deploy/helm/values-schema.py).
 set -euo pipefail
 need=()
 command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-linux)
@@ -19,6 +20,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v iptables >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
+command -v python3 >/dev/null || need+=(python3-minimal)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "host-deps: missing ${need[*]}; install them as root (apt-get install ${need[*]})" >&2

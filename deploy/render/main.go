@@ -24,13 +24,19 @@ import (
 
 // values of the plain manifests: rotation on (as kvmount's manifests have
 // always had it), Secret sync RBAC in its own file, CRDs from deploy/crds.
-var values = []string{"enableSecretRotation=true", "syncSecret.enabled=true", "crds.install=false"}
+var values = []string{"enableSecretRotation=true", "syncSecret.enabled=true", "crds.install=false",
+	// The names and labels of upstream's plain manifests.
+	"nameOverride=csi-secrets-store", "fullnameOverride=csi-secrets-store"}
 
 func main() {
 	helm := flag.String("helm", "bin/helm", "helm binary")
 	chart := flag.String("chart", "deploy/helm/kvmount", "the chart")
 	out := flag.String("out", "deploy", "where the manifests go")
 	flag.Parse()
+	if err := SyncSubchart(*chart, Subchart(*chart)); err != nil {
+		fmt.Fprintln(os.Stderr, "render:", err)
+		os.Exit(1)
+	}
 	if err := run(*helm, *chart, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
@@ -137,4 +143,52 @@ func render(helm, chart, kubeVersion string) (map[string][]byte, error) {
 		files[name] = append(files[name], line+"\n"...)
 	}
 	return files, sc.Err()
+}
+
+// Subchart is where the Azure-layout chart (kvmount-azure, beside chart)
+// keeps its copy of chart: as upstream's Azure chart has the driver's chart
+// as a dependency, kvmount-azure has kvmount's. A copy, not a link, so that
+// it embeds (deploy.Chart), packages and checks out everywhere.
+func Subchart(chart string) string {
+	return filepath.Join(filepath.Dir(chart), "kvmount-azure", "charts", filepath.Base(chart))
+}
+
+// sharedTemplates are the named templates of src that the Azure-layout
+// chart uses itself (its provider DaemonSet and RBAC): copied beside its own
+// templates too, since Helm loads no template of a disabled subchart
+// (secrets-store-csi-driver.install=false).
+var sharedTemplates = []string{"_helpers.tpl", "_provider.tpl"}
+
+// SyncSubchart makes dst an exact copy of the chart directory src, and
+// copies src's shared named templates into the Azure-layout chart's own
+// templates (as _kvmount<name>).
+func SyncSubchart(src, dst string) error {
+	for _, name := range sharedTemplates {
+		b, err := os.ReadFile(filepath.Join(src, "templates", name))
+		if err != nil {
+			return err
+		}
+		own := filepath.Join(filepath.Dir(filepath.Dir(dst)), "templates", "_kvmount"+name)
+		if err := os.WriteFile(own, append([]byte("{{/* Copied from ../kvmount/templates/"+name+" by deploy/render (make manifests): edit that. */}}\n"), b...), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -78,5 +79,75 @@ func TestStaleManifestRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(mine); err != nil {
 		t.Error("render removed a file it did not write")
+	}
+}
+
+// TestSubchartInSync: kvmount-azure's copy of the driver chart, and of its
+// shared named templates, are the chart as it is: a change to the chart
+// that was not copied fails here.
+func TestSubchartInSync(t *testing.T) {
+	dir := t.TempDir()
+	copyTree(t, "../helm/kvmount-azure", filepath.Join(dir, "kvmount-azure"))
+	copyTree(t, "../helm/kvmount", filepath.Join(dir, "kvmount"))
+	if err := SyncSubchart(filepath.Join(dir, "kvmount"), Subchart(filepath.Join(dir, "kvmount"))); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "kvmount-azure")
+	err := filepath.Walk(want, func(path string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(want, path)
+		w, _ := os.ReadFile(path)
+		got, err := os.ReadFile(filepath.Join("../helm/kvmount-azure", rel))
+		if err != nil || string(got) != string(w) {
+			t.Errorf("deploy/helm/kvmount-azure/%s is not the driver chart's copy: run make manifests", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if fi.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSchemasInSync: both charts' values.schema.json are what
+// deploy/helm/values-schema.py writes (make manifests), so the schema that
+// refuses unknown keys never drifts from the generator's list.
+func TestSchemasInSync(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatal("python3 not installed: run make host-deps")
+	}
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
+	if out, err := exec.Command("python3", "../helm/values-schema.py", a, b).CombinedOutput(); err != nil {
+		t.Fatalf("values-schema.py: %v\n%s", err, out)
+	}
+	for got, want := range map[string]string{a: "../helm/kvmount/values.schema.json", b: "../helm/kvmount-azure/values.schema.json"} {
+		g, _ := os.ReadFile(got)
+		w, err := os.ReadFile(want)
+		if err != nil || string(g) != string(w) {
+			t.Errorf("%s is not what values-schema.py writes: run make manifests", want)
+		}
 	}
 }

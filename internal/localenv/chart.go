@@ -24,6 +24,10 @@ import (
 const (
 	ReleaseName      = "kvmount"
 	ReleaseNamespace = "kube-system"
+	// DriverApp and ProviderApp are the app labels of the chart's driver
+	// and provider pods (upstream's charts' names).
+	DriverApp   = "secrets-store-csi-driver"
+	ProviderApp = "csi-secrets-store-provider-azure"
 )
 
 // imageArchives are the images every node imports (nothing is pulled):
@@ -154,14 +158,27 @@ func merge(dst, src map[string]any) map[string]any {
 // installChart installs (or upgrades) the chart, embedded in this binary,
 // with ChartValues and waits until both DaemonSets run on every node.
 func (e *Env) installChart(ctx context.Context) error {
+	return e.install(ctx, false)
+}
+
+// InstallWithValues upgrades the release to the chart of a layout — the
+// driver chart's (kvmount) or, with azure, the Azure provider chart's
+// (kvmount-azure) — with values files as an operator passes them (-f),
+// then the environment's own values over them, in that layout; and waits
+// as Start does. How a test installs upstream's values files.
+func (e *Env) InstallWithValues(ctx context.Context, azure bool, files ...string) error {
+	e.userValues = files
+	return e.install(ctx, azure)
+}
+
+func (e *Env) install(ctx context.Context, azure bool) error {
 	if err := e.writeCloudEnv(); err != nil {
 		return err
 	}
 	if err := e.writeClientFiles(); err != nil {
 		return err
 	}
-	chart, err := e.writeChart()
-	if err != nil {
+	if err := e.writeCharts(); err != nil {
 		return err
 	}
 	values, err := e.ChartValues()
@@ -169,6 +186,10 @@ func (e *Env) installChart(ctx context.Context) error {
 		return err
 	}
 	values = merge(values, e.overrides)
+	chart := e.ChartDir()
+	if azure {
+		values, chart = AzureLayout(values), e.AzureChartDir()
+	}
 	b, err := yaml.Marshal(values)
 	if err != nil {
 		return err
@@ -177,11 +198,44 @@ func (e *Env) installChart(ctx context.Context) error {
 	if err := os.WriteFile(valuesFile, b, 0o644); err != nil {
 		return err
 	}
-	if out, err := e.Helm(ctx, "upgrade", "--install", ReleaseName, chart, "--namespace", ReleaseNamespace,
-		"--values", valuesFile, "--wait", "--timeout", "150s").CombinedOutput(); err != nil {
+	args := []string{"upgrade", "--install", ReleaseName, chart, "--namespace", ReleaseNamespace}
+	for _, f := range e.userValues {
+		args = append(args, "--values", f)
+	}
+	args = append(args, "--values", valuesFile, "--wait", "--timeout", "150s")
+	if out, err := e.Helm(ctx, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("helm install: %w:\n%s%s", err, out, e.podProblems(context.Background()))
 	}
 	return e.waitPods(ctx)
+}
+
+// AzureLayout moves values of the driver chart's layout (kvmount's) into
+// the Azure provider chart's (kvmount-azure's): the provider's block to the
+// top level, as linux, and the rest under secrets-store-csi-driver.
+func AzureLayout(v map[string]any) map[string]any {
+	driver := map[string]any{}
+	for k, val := range v {
+		if k != "provider" {
+			driver[k] = val
+		}
+	}
+	out := map[string]any{"secrets-store-csi-driver": driver}
+	if p, ok := v["provider"].(map[string]any); ok {
+		linux := map[string]any{}
+		for k, val := range p {
+			if k == "constructPEMChain" || k == "writeCertAndKeyInSeparateFiles" {
+				out[k] = val
+			} else {
+				linux[k] = val
+			}
+		}
+		// The provider's socket dir is its own value in that layout.
+		if dl, ok := v["linux"].(map[string]any); ok && dl["providersDir"] != nil {
+			linux["providersDir"] = dl["providersDir"]
+		}
+		out["linux"] = linux
+	}
+	return out
 }
 
 // Helm is a helm command against the environment's cluster, as admin.
@@ -192,17 +246,29 @@ func (e *Env) Helm(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// ChartDir is the chart as the environment installed it.
+// ChartDir is the chart (the driver chart's layout) as the environment
+// installed it; AzureChartDir is the Azure provider chart's layout.
 func (e *Env) ChartDir() string { return filepath.Join(e.cfg.Dir, "chart") }
 
-// writeChart writes the embedded chart into ChartDir.
-func (e *Env) writeChart() (string, error) {
-	dst := e.ChartDir()
-	if err := os.RemoveAll(dst); err != nil {
-		return "", err
+// AzureChartDir is kvmount-azure, written beside ChartDir.
+func (e *Env) AzureChartDir() string { return filepath.Join(e.cfg.Dir, "chart-azure") }
+
+// writeCharts writes the embedded charts into ChartDir and AzureChartDir.
+func (e *Env) writeCharts() error {
+	for root, dst := range map[string]string{"helm/kvmount": e.ChartDir(), "helm/kvmount-azure": e.AzureChartDir()} {
+		if err := writeTree(root, dst); err != nil {
+			return err
+		}
 	}
-	root := "helm/kvmount"
-	err := fs.WalkDir(deploy.Chart, root, func(path string, d fs.DirEntry, err error) error {
+	return nil
+}
+
+// writeTree writes the embedded tree root into dst.
+func writeTree(root, dst string) error {
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	return fs.WalkDir(deploy.Chart, root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -216,7 +282,6 @@ func (e *Env) writeChart() (string, error) {
 		}
 		return os.WriteFile(target, b, 0o644)
 	})
-	return dst, err
 }
 
 // waitPods waits until each node's driver and provider pods are ready
@@ -233,8 +298,8 @@ func (e *Env) waitPods(ctx context.Context) error {
 	for i := range e.Nodes {
 		n := &e.Nodes[i]
 		for {
-			driver, derr := e.nodePod(ctx, cs, "csi-secrets-store", n.Name)
-			provider, perr := e.nodePod(ctx, cs, "csi-secrets-store-provider-azure", n.Name)
+			driver, derr := e.nodePod(ctx, cs, DriverApp, n.Name)
+			provider, perr := e.nodePod(ctx, cs, ProviderApp, n.Name)
 			if derr == nil && perr == nil && podReady(driver) && podReady(provider) {
 				n.DriverPod, n.ProviderPod = driver.Name, provider.Name
 				n.DriverMetrics = driver.Status.PodIP + ":8095"
@@ -336,7 +401,7 @@ func (e *Env) restartDriverPod(ctx context.Context, i int) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	for {
-		p, err := e.nodePod(ctx, cs, "csi-secrets-store", n.Name)
+		p, err := e.nodePod(ctx, cs, DriverApp, n.Name)
 		if err == nil && p.Name != n.DriverPod && podReady(p) {
 			n.DriverPod = p.Name
 			n.DriverMetrics = p.Status.PodIP + ":8095"

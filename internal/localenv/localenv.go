@@ -61,7 +61,7 @@ type Config struct {
 	// EventRetryScale is azsim's --event-retry-scale: Event Grid's retry
 	// schedule sped up for tests (0: the service's own).
 	EventRetryScale float64
-	Logf           func(format string, args ...any)
+	Logf            func(format string, args ...any)
 }
 
 // Env is a running environment.
@@ -79,8 +79,10 @@ type Env struct {
 	cfg   Config
 	azsim *localcluster.Process
 	lock  *os.File
-	// overrides are values UpgradeChart set over ChartValues.
-	overrides map[string]any
+	// overrides are values UpgradeChart set over ChartValues;
+	// userValues, values files InstallWithValues passes first.
+	overrides  map[string]any
+	userValues []string
 }
 
 // Node is one node's wiring.

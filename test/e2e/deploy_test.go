@@ -111,7 +111,7 @@ func TestHelmChart(t *testing.T) {
 		{"images by digest, pull secrets", "1.37.2", []string{"linux.image.digest=sha256:" + strings.Repeat("a", 64), "provider.image.repository=mirror.example/kvmount/provider", "provider.image.tag=v9", "imagePullSecrets[0].name=regcred"},
 			[]string{"secrets-store-csi-driver@sha256:aaaa", "image: mirror.example/kvmount/provider:v9", "name: regcred"}, nil},
 		{"only the driver, no RBAC, no CRDs", "1.37.2", []string{"provider.enabled=false", "rbac.install=false", "crds.install=false"},
-			[]string{"name: csi-secrets-store"}, []string{"provider-azure", "kind: ClusterRole", "kind: CustomResourceDefinition"}},
+			[]string{"name: kvmount-secrets-store-csi-driver", "app: secrets-store-csi-driver"}, []string{"provider-azure", "kind: ClusterRole", "kind: CustomResourceDefinition"}},
 		{"sync controller", "1.37.2", []string{"syncController.enabled=true", "syncController.rotationPollInterval=1h", "syncController.secretSyncControllerName=team-a"},
 			[]string{"name: secretsyncs.secret-sync.x-k8s.io", "kind: Deployment", "name: secrets-store-sync-controller-manager", "- --leader-elect",
 				"--rotation-poll-interval=1h", "--cache-ttl=1h", "--secret-sync-controller-name=team-a", "kind: ValidatingAdmissionPolicyBinding",
@@ -209,7 +209,7 @@ func TestHelmLifecycle(t *testing.T) {
 	helm("upgrade", localenv.ReleaseName, env.ChartDir(), "-n", localenv.ReleaseNamespace, "--values", values,
 		"--set", "logVerbosity=2", "--set", "linux.podAnnotations.upgraded=yes", "--set", "provider.podAnnotations.upgraded=yes", "--wait", "--timeout", "3m")
 	waitFor(t, 2*time.Minute, "the upgraded driver pod", func() (bool, string) {
-		pods, err := cs.CoreV1().Pods(localenv.ReleaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=csi-secrets-store"})
+		pods, err := cs.CoreV1().Pods(localenv.ReleaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + localenv.DriverApp})
 		if err != nil || len(pods.Items) != 1 {
 			return false, "pods: " + errText(err)
 		}
@@ -221,7 +221,7 @@ func TestHelmLifecycle(t *testing.T) {
 	waitContainerFile(t, env, pod, "/mnt/secrets-store/secret1", "after-upgrade")
 
 	helm("uninstall", localenv.ReleaseName, "-n", localenv.ReleaseNamespace, "--wait")
-	if _, err := cs.AppsV1().DaemonSets(localenv.ReleaseNamespace).Get(ctx, "csi-secrets-store", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := cs.AppsV1().DaemonSets(localenv.ReleaseNamespace).Get(ctx, "kvmount-secrets-store-csi-driver", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the driver's DaemonSet survived uninstall: %v", err)
 	}
 	dyn := dynamic.NewForConfigOrDie(restConfig(t, env))
