@@ -64,7 +64,7 @@ test-compile:
 ## with MATRIX_TESTS: the seed's flows, SecretSync, workload identity and identity binding
 ## end to end, manifest and chart validation, the chart's install, and
 ## containers on the local nodes
-MATRIX       ?= 1.33 1.35
+MATRIX       ?= 1.32 1.35
 MATRIX_TESTS := TestSeedThreeMethods|TestSecretSync|TestWorkloadIdentity|TestIdentityBinding|TestDeployManifestsValidate|TestHelmChart|TestHelmLifecycle|TestContainerdNodes
 
 ## test: everything above, then every test, with the race detector, with

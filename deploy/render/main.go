@@ -44,7 +44,7 @@ func main() {
 }
 
 func run(helm, chart, out string) error {
-	files, err := render(helm, chart, "1.33.0")
+	files, err := render(helm, chart, "1.32.0")
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func TestHelmChart(t *testing.T) {
 			[]string{"serviceAccountTokenInSecrets: true", "audience: api://AKSIdentityBinding", "requiresRepublish: false", "--enable-secret-rotation=false",
 				"app.kubernetes.io/name: kvmount", "helm.sh/resource-policy: keep", "virtual-kubelet", "aggregate-to-edit", "image: ghcr.io/kvmount/provider-azure:v0.1.0"},
 			[]string{"secretprovidersyncing-role", "secret-sync.x-k8s.io", "kind: Deployment"}},
-		{"defaults on 1.33", "1.33.0", nil, []string{"tokenRequests:"}, []string{"serviceAccountTokenInSecrets"}},
+		{"defaults on 1.32", "1.32.0", nil, []string{"tokenRequests:"}, []string{"serviceAccountTokenInSecrets"}},
 		{"rotation, sync, logs", "1.37.2", []string{"enableSecretRotation=true", "rotationPollInterval=30s", "syncSecret.enabled=true", "logVerbosity=5", "logFormatJSON=true"},
 			[]string{"requiresRepublish: true", "--rotation-poll-interval=30s", "secretprovidersyncing-role", "- -v=5", "- --log-format-json=true"}, nil},
 		{"images by digest, pull secrets", "1.37.2", []string{"linux.image.digest=sha256:" + strings.Repeat("a", 64), "provider.image.repository=mirror.example/kvmount/provider", "provider.image.tag=v9", "imagePullSecrets[0].name=regcred"},
@@ -173,8 +173,8 @@ func TestHelmChart(t *testing.T) {
 	if out, err := render("1.37.2", "windows.enabled=true"); err == nil || !strings.Contains(out, "kvmount builds no Windows images yet") {
 		t.Errorf("windows.enabled=true: %v %s", err, out)
 	}
-	if out, err := render("1.32.0"); err == nil || !strings.Contains(out, "kubeVersion") {
-		t.Errorf("Kubernetes 1.32 is below the tested range and must be refused: %v %s", err, out)
+	if out, err := render("1.31.9"); err == nil || !strings.Contains(out, "kubeVersion") {
+		t.Errorf("Kubernetes 1.31 is below the tested range and must be refused: %v %s", err, out)
 	}
 }
 
