@@ -68,17 +68,13 @@ MATRIX       ?= 1.32 1.35
 MATRIX_TESTS := TestSeedThreeMethods|TestSecretSync|TestWorkloadIdentity|TestIdentityBinding|TestDeployManifestsValidate|TestHelmChart|TestHelmLifecycle|TestContainerdNodes
 
 ## test: everything above, then every test, with the race detector, with
-## loopback as the only network, on Kubernetes 1.37; then MATRIX_TESTS on
-## each version of MATRIX
+## loopback as the only network, on Kubernetes 1.37, and alongside it (in its
+## own network namespace) MATRIX_TESTS on each version of MATRIX
+## (scripts/test-suites.sh)
 test: host-deps build vet cluster-bins-matrix tools images test-compile
 	cd tools/images && KVMOUNT_BIN_DIR=$(BIN) ../../scripts/netns-run.sh $(GO) test -count=1 -timeout 10m -v ./...
 	cd tools/ci && ../../scripts/netns-run.sh $(GO) test -count=1 -v ./...
-	KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -race -count=1 -timeout 60m -v $(TESTARGS) $(PKGS)
-	for v in $(MATRIX); do \
-	  echo "=== Kubernetes $$v: $(MATRIX_TESTS)"; \
-	  KVMOUNT_KUBE_VERSION=$$v KVMOUNT_BIN_DIR=$(BIN) scripts/netns-run.sh $(GO) test -count=1 -timeout 30m -v \
-	    -run '^($(MATRIX_TESTS))$$' ./test/e2e ./internal/localcluster || exit 1; \
-	done
+	GO=$(GO) scripts/test-suites.sh $(BIN) "$(MATRIX)" '$(MATRIX_TESTS)' $(TESTARGS)
 
 ## demo: the seed's three identity methods on a local node, in a loopback-only
 ## network namespace (everything it runs listens on 127.0.0.1 anyway)
