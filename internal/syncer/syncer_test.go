@@ -37,14 +37,16 @@ func TestLifecycle(t *testing.T) {
 	if _, ok := s.Labels[ssv1.ManagedLabel]; !ok || ref == nil || ref.Kind != "SecretSync" || ref.Name != "app-db" || len(s.OwnerReferences) != 1 {
 		t.Fatalf("labels %v, owners %v: want the controller's label and one controller reference to the SecretSync", s.Labels, s.OwnerReferences)
 	}
-	st := w.status(ns, "app-db")
-	if !strings.HasPrefix(st.SyncHash, "kvm1:") || st.LastSuccessfulSyncTime == nil || !strings.Contains(w.conditions(ns, "app-db"), "SecretCreated=True/CreateSuccessful") ||
-		!strings.Contains(w.conditions(ns, "app-db"), "SecretUpdated=True/SecretUpToDate") {
-		t.Fatalf("status %+v: %s", st, w.conditions(ns, "app-db"))
-	}
-	if ev := w.events(ns, "app-db"); !strings.Contains(ev, "SecretCreated: created Secret "+ns+"/app-db") {
-		t.Errorf("events: %s", ev)
-	}
+	// The status and the Event follow the Secret's write.
+	waitFor(t, 30*time.Second, "the SecretSync's status", func() (bool, string) {
+		st, conds := w.status(ns, "app-db"), w.conditions(ns, "app-db")
+		return strings.HasPrefix(st.SyncHash, "kvm1:") && st.LastSuccessfulSyncTime != nil && strings.Contains(conds, "SecretCreated=True/CreateSuccessful") &&
+			strings.Contains(conds, "SecretUpdated=True/SecretUpToDate"), fmt.Sprintf("%+v: %s", st, conds)
+	})
+	waitFor(t, 30*time.Second, "the SecretCreated Event", func() (bool, string) {
+		ev := w.events(ns, "app-db")
+		return strings.Contains(ev, "SecretCreated: created Secret "+ns+"/app-db"), ev
+	})
 
 	// Polls with nothing changed write nothing.
 	writes, statuses := c.metric("kvmount_secretsync_secret_writes_total", ""), c.metric("kvmount_secretsync_status_writes_total", "")
@@ -154,8 +156,8 @@ spec:
 	}
 }
 
-// TestSharedCalls: SecretSyncs of one class and service account created
-// together are served by far fewer provider calls than SecretSyncs, and
+// TestSharedCalls: SecretSyncs of one class and service account that
+// arrive together are served by far fewer provider calls than SecretSyncs, and
 // Key Vault is read once per object, not once per SecretSync; a
 // SecretSync created later still reads afresh (it never gets an older
 // value than Key Vault has).
@@ -167,8 +169,6 @@ func TestSharedCalls(t *testing.T) {
 	}
 	w.class(ns, "five", "objectName: sh-a\nobjectType: secret", "objectName: sh-b\nobjectType: secret", "objectName: sh-c\nobjectType: secret",
 		"objectName: sh-d\nobjectType: secret", "objectName: sh-e\nobjectType: secret")
-	c := w.start("shared-0", nil)
-	w.sim.KeyVault().ResetStats()
 	var all strings.Builder
 	for i := range 40 {
 		obj := "sh-" + string(rune('a'+i%5))
@@ -182,7 +182,12 @@ spec:
   secretObject: {data: [{sourcePath: OBJ, targetKey: value}]}
 `, "NAME", "s-"+string(rune('a'+i/10))+string(rune('a'+i%10))), "OBJ", obj))
 	}
+	// The 40 arrive together: applied before the controller starts, they
+	// are in its first list (applied while it runs, a loaded machine spreads
+	// them over several batches, and the count would measure the machine).
 	w.apply(strings.ReplaceAll(all.String(), "NS", ns))
+	w.sim.KeyVault().ResetStats()
+	c := w.start("shared-0", nil)
 	waitFor(t, 60*time.Second, "40 Secrets", func() (bool, string) {
 		n := c.metric("kvmount_secretsync_syncs_total", "result=created")
 		return n == 40, ""
