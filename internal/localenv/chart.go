@@ -429,7 +429,7 @@ func podReady(p *corev1.Pod) bool {
 func (e *Env) LogFiles() []string {
 	files := []string{filepath.Join(e.cfg.Dir, "logs", "azsim.log")}
 	if e.Cluster.Runtime() == localcluster.RuntimeContainerd {
-		logs, _ := filepath.Glob(filepath.Join(e.Cluster.Dir(), "n", "*", "pod-logs", ReleaseNamespace+"_csi-secrets-store*", "*", "*.log"))
+		logs, _ := filepath.Glob(filepath.Join(e.Cluster.Dir(), "n", "*", "pod-logs", ReleaseNamespace+"_*secrets-store*", "*", "*.log"))
 		return append(files, logs...)
 	}
 	logs, _ := filepath.Glob(filepath.Join(e.Cluster.Dir(), "logs", "*"))
