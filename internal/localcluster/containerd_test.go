@@ -51,11 +51,20 @@ func TestContainerdNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	_, cniBefore := os.Stat("/var/lib/cni")
-	dir, err := os.MkdirTemp("/var/lib", "kvc")
+	// The environment's dir holds the cluster's and files pods mount as
+	// host paths (kvmount up's /var/lib/kvmount/<env>/c and
+	// …/<env>/azsim-client): the nodes see both.
+	env, err := os.MkdirTemp("/var/lib", "kvc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { os.RemoveAll(env) })
+	dir := filepath.Join(env, "c")
+	hostFile := filepath.Join(env, "client", "ca.crt")
+	os.MkdirAll(filepath.Dir(hostFile), 0o755)
+	if err := os.WriteFile(hostFile, []byte("from the environment\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c := startCluster(ctx, t, Config{Dir: dir, BinDir: bin, Nodes: 2, Runtime: RuntimeContainerd, Images: images, Logf: t.Logf})
 	pids := c.PIDs()
 	for _, n := range c.Nodes {
@@ -85,7 +94,10 @@ func TestContainerdNodes(t *testing.T) {
 		Spec: corev1.PodSpec{
 			NodeName: c.Nodes[1].Name,
 			Containers: []corev1.Container{{Name: "busybox", Image: "k8s.gcr.io/e2e-test-images/busybox:1.29-1",
-				Command: []string{"/bin/sleep", "10000"}}},
+				Command:      []string{"/bin/sleep", "10000"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "env", MountPath: "/env", ReadOnly: true}}}},
+			Volumes: []corev1.Volume{{Name: "env", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+				Path: filepath.Dir(hostFile), Type: ptr(corev1.HostPathDirectory)}}}},
 		},
 	}
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -98,6 +110,9 @@ func TestContainerdNodes(t *testing.T) {
 	out, err := c.Kubectl(ctx, "exec", "reader", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "default" {
 		t.Fatalf("kubectl exec cat: %v: %q", err, out)
+	}
+	if out, err := c.Kubectl(ctx, "exec", "reader", "--", "cat", "/env/ca.crt").CombinedOutput(); err != nil || string(out) != "from the environment\n" {
+		t.Fatalf("the environment's file through a hostPath volume: %v: %q", err, out)
 	}
 	// A node's kube-proxy programs the Service's rules some time after the
 	// node is Ready (on a busy machine, after the first pod runs), as in
@@ -138,3 +153,5 @@ func TestContainerdNeedsIsolation(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

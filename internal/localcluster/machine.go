@@ -104,17 +104,22 @@ func (c *Cluster) startMachine(ctx context.Context, i int, base string) (*machin
 
 // ownVarLib gives a node its own /var/lib (a tmpfs), for the CNI cache
 // (/var/lib/cni, which containerd 1.6 does not let move), so that nothing
-// of a node is created on the host outside the node's directory. A cluster
-// dir under /var/lib (kvmount up's default) is bound back in place first:
-// its copy keeps the shared n/ subtree's propagation.
+// of a node is created on the host outside the node's directory. When the
+// cluster dir is under /var/lib (kvmount up's default,
+// /var/lib/kvmount/<env>/c), the top directory holding it
+// (/var/lib/kvmount) is bound back in place first, so that the node sees
+// the cluster dir and its siblings (the environment's files that pods
+// mount as host paths); its copy keeps the shared n/ subtree's propagation.
 func (c *Cluster) ownVarLib() []string {
 	dir := filepath.Clean(c.cfg.Dir)
-	if !strings.HasPrefix(dir+"/", "/var/lib/") {
+	rel, ok := strings.CutPrefix(dir, "/var/lib/")
+	if !ok || rel == "" {
 		return []string{"mount -t tmpfs -o mode=755 tmpfs /var/lib", "mkdir -p /var/lib/cni"}
 	}
-	keep := "/run/.kvmount-cluster-dir"
-	return []string{"mkdir -p " + keep, "mount --rbind " + dir + " " + keep,
-		"mount -t tmpfs -o mode=755 tmpfs /var/lib", "mkdir -p /var/lib/cni " + dir, "mount --rbind " + keep + " " + dir}
+	top := "/var/lib/" + strings.Split(rel, "/")[0]
+	keep := "/run/.kvmount-var-lib"
+	return []string{"mkdir -p " + keep, "mount --rbind " + top + " " + keep,
+		"mount -t tmpfs -o mode=755 tmpfs /var/lib", "mkdir -p /var/lib/cni " + top, "mount --rbind " + keep + " " + top}
 }
 
 // exec is a command run in the node's network and mount namespaces.
