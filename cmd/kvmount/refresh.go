@@ -8,10 +8,7 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -75,18 +72,10 @@ func runRefresh(ctx context.Context, args []string, out io.Writer) error {
 
 // requestRefresh sets the refresh annotation of ns/name to now.
 func requestRefresh(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, ns, name string, now time.Time, out io.Writer) error {
-	stamp := now.UTC().Format(time.RFC3339Nano)
-	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, refresh.RequestAnnotation, stamp)
-	_, err := dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "kvmount-refresh"})
-	what := gvr.Resource + " " + ns + "/" + name
-	switch {
-	case apierrors.IsForbidden(err):
-		return fmt.Errorf("refresh %s: you may not patch it (%v); asking for a refresh needs the patch verb on %s in %s", what, err, gvr.GroupResource(), ns)
-	case apierrors.IsNotFound(err):
-		return fmt.Errorf("refresh %s: not found (check the name and -n)", what)
-	case err != nil:
-		return fmt.Errorf("refresh %s: %w", what, err)
+	stamp, err := refresh.Ask(ctx, dyn, gvr, ns, name, now)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "%s: refresh requested (%s=%s)\n", what, refresh.RequestAnnotation, stamp)
+	fmt.Fprintf(out, "%s: refresh requested (%s=%s)\n", gvr.Resource+" "+ns+"/"+name, refresh.RequestAnnotation, stamp)
 	return nil
 }

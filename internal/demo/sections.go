@@ -9,7 +9,12 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
+
+	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
+	"kvmount.dev/kvmount/internal/refresh"
 )
 
 const mountTimeout = 90 * time.Second
@@ -245,17 +250,40 @@ func (d *demo) secretSync(ctx context.Context) error {
 		d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "password", "synced; the Deployment did not read it: "+err.Error(), false)
 		return nil
 	}
-	d.say("\nA new version in Key Vault reaches the Secret at the next poll (or at once with Key Vault's events):")
+	d.say("\nA new version in Key Vault reaches the Secret at the next poll (every 2 minutes), at once with\nKey Vault's events (docs/rotation-events.md), or now when asked for:")
 	if _, err := d.az(ctx, "azsim keyvault secret set --vault-name <key-vault-name> -n secret1 --value hello-again --query id -o tsv"); err != nil {
 		return err
 	}
 	start := time.Now()
+	if err := d.refresh(ctx, ssv1.Resource, "app-secrets"); err != nil {
+		return err
+	}
 	if _, err := d.secretValue(ctx, "app-secrets", "password", "hello-again", syncTimeout); err != nil {
 		d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "password", "synced; the new version did not arrive: "+err.Error(), false)
 		return nil
 	}
 	d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "password",
 		fmt.Sprintf("synced (%s in the Deployment); new version in %s", strings.TrimSpace(env), time.Since(start).Round(100*time.Millisecond)), true)
+	return nil
+}
+
+// refresh asks for a refresh now, as `kvmount refresh` does (the same
+// annotation, set by the same code).
+func (d *demo) refresh(ctx context.Context, gvr schema.GroupVersionResource, name string) error {
+	d.say("\n$ kvmount refresh %s/%s", strings.TrimSuffix(gvr.Resource, "s"), name)
+	rc, err := d.env.Cluster.RESTConfig()
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	stamp, err := refresh.Ask(ctx, dyn, gvr, "default", name, time.Now())
+	if err != nil {
+		return err
+	}
+	d.say("    %s default/%s: refresh requested (%s=%s)", gvr.Resource, name, refresh.RequestAnnotation, stamp)
 	return nil
 }
 
