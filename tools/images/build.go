@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -63,18 +64,36 @@ func run(ctx context.Context, cfg config) error {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return err
 	}
+	// The images are built at the same time (two at once: compressing
+	// layers is CPU work, and a cached go build is mostly waiting), then
+	// pushed and listed in their order.
+	ims := images(cfg)
+	built := make([]struct {
+		idx    v1.ImageIndex
+		digest v1.Hash
+		err    error
+	}, len(ims))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for i, im := range ims {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			built[i].idx, built[i].digest, built[i].err = buildImage(ctx, cfg, im, epoch)
+		})
+	}
+	wg.Wait()
 	var lines []string
-	for _, im := range images(cfg) {
-		idx, digest, err := buildImage(ctx, cfg, im, epoch)
-		if err != nil {
+	for i, im := range ims {
+		if err := built[i].err; err != nil {
 			return fmt.Errorf("%s: %w", im.ref, err)
 		}
 		if cfg.push {
-			if err := push(ctx, im.ref, idx); err != nil {
+			if err := push(ctx, im.ref, built[i].idx); err != nil {
 				return err
 			}
 		}
-		line := fmt.Sprintf("%s@%s", im.ref, digest)
+		line := fmt.Sprintf("%s@%s", im.ref, built[i].digest)
 		fmt.Println(line)
 		lines = append(lines, line)
 	}
