@@ -64,20 +64,37 @@ func (t *imdsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case <-ctx.Done():
 		return nil, &IMDSError{Endpoint: t.target.String(), Err: ctx.Err()}
 	}
-	defer func() { <-t.sem }()
+	// The slot is IMDS's: a request is in flight until its answer has
+	// been read, not only its headers (a token answer can be streamed
+	// after them), so the slot is given back when the body is closed.
+	release := sync.OnceFunc(func() { <-t.sem })
 	if err := t.limit.Wait(ctx); err != nil {
+		release()
 		return nil, &IMDSError{Endpoint: t.target.String(), Err: err}
 	}
 	req = req.Clone(ctx)
 	req.URL.Scheme, req.URL.Host, req.Host = t.target.Scheme, t.target.Host, t.target.Host
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
+		release()
 		if ctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("no answer in time: %w", err)
 		}
 		return nil, &IMDSError{Endpoint: t.target.String(), Err: err}
 	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
 	return resp, nil
+}
+
+// releasingBody gives its request's IMDS slot back when closed.
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	defer b.release()
+	return b.ReadCloser.Close()
 }
 
 // imdsCredential is one VM managed identity's token source: IMDS's token
