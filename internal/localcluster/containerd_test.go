@@ -107,11 +107,13 @@ func TestContainerdNodes(t *testing.T) {
 		p, err := cs.CoreV1().Pods("default").Get(ctx, "reader", metav1.GetOptions{})
 		return err == nil && p.Status.Phase == corev1.PodRunning
 	})
-	out, err := c.Kubectl(ctx, "exec", "reader", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace").CombinedOutput()
+	// stdout only: kubectl may log a harmless websocket message ("Unknown
+	// stream id 1, discarding message") on stderr.
+	out, err := c.Kubectl(ctx, "exec", "reader", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace").Output()
 	if err != nil || strings.TrimSpace(string(out)) != "default" {
 		t.Fatalf("kubectl exec cat: %v: %q", err, out)
 	}
-	if out, err := c.Kubectl(ctx, "exec", "reader", "--", "cat", "/env/ca.crt").CombinedOutput(); err != nil || string(out) != "from the environment\n" {
+	if out, err := c.Kubectl(ctx, "exec", "reader", "--", "cat", "/env/ca.crt").Output(); err != nil || string(out) != "from the environment\n" {
 		t.Fatalf("the environment's file through a hostPath volume: %v: %q", err, out)
 	}
 	// A node's kube-proxy programs the Service's rules some time after the
