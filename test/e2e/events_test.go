@@ -25,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	spcv1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	azsimpkg "kvmount.dev/kvmount/internal/azsim"
@@ -481,9 +480,7 @@ func kvmountCLI(t *testing.T, args ...string) (string, error) {
 // allowed; changing its spec, its labels or another annotation is refused
 // by the chart's admission policy, and deleting it by RBAC.
 func classGuard(t *testing.T, env *localenv.Env) {
-	rc := restConfig(t, env)
-	rc.Impersonate = rest.ImpersonationConfig{UserName: localcluster.SyncControllerUser,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}}
+	rc := asSyncController(t, env)
 	dyn := dynamic.NewForConfigOrDie(rc)
 	ctx := context.Background()
 	classes := dyn.Resource(spcv1.SecretProviderClassResource).Namespace("default")

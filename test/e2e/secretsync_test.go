@@ -221,9 +221,7 @@ func secretWrites(t *testing.T, env *localenv.Env) int {
 // admissionRefusals sends, as the controller's service account, what the
 // chart's ValidatingAdmissionPolicies must refuse.
 func admissionRefusals(t *testing.T, env *localenv.Env) {
-	rc := restConfig(t, env)
-	rc.Impersonate = rest.ImpersonationConfig{UserName: localcluster.SyncControllerUser,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}}
+	rc := asSyncController(t, env)
 	as := kubernetes.NewForConfigOrDie(rc)
 	ctx := context.Background()
 	yes := true
@@ -273,4 +271,14 @@ func admissionRefusals(t *testing.T, env *localenv.Env) {
 		Audiences: []string{"api://AzureADTokenExchange"}, ExpirationSeconds: &secs}}, metav1.CreateOptions{}); err != nil {
 		t.Errorf("the controller's own token request was refused: %v", err)
 	}
+}
+
+// asSyncController is the API as the chart's sync controller's service
+// account sees it (impersonated, with its groups).
+func asSyncController(t *testing.T, env *localenv.Env) *rest.Config {
+	t.Helper()
+	rc := restConfig(t, env)
+	rc.Impersonate = rest.ImpersonationConfig{UserName: localcluster.SyncControllerUser,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}}
+	return rc
 }
