@@ -76,6 +76,26 @@ func changesOn(t *testing.T, dyn *dynamicfake.FakeDynamicClient, ns, name string
 	return cs
 }
 
+// awaitChanges waits until the feed's informer holds class ns/name with
+// n recorded changes.
+func awaitChanges(t *testing.T, f *Feed, ns, name string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		obj, ok, _ := f.cfg.Classes.GetStore().GetByKey(ns + "/" + name)
+		if ok {
+			cs, _ := refresh.ParseChanges(obj.(*unstructured.Unstructured).GetAnnotations()[refresh.ChangedAnnotation])
+			if len(cs) == n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the informer never saw %d changes on %s/%s", n, ns, name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestHandle: an event is recorded on exactly the classes that read its
 // object — one write each — and every other kind of event is counted and
 // changes nothing.
@@ -192,6 +212,10 @@ func TestWebhookAnswers(t *testing.T) {
 		if resp := post(tc.query, tc.ct, tc.typ, tc.body); resp.StatusCode != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
 		}
+		// The fake API server does not refuse a write naming an old
+		// resource version, as the real one does (record retries on that
+		// conflict), so let the informer see each change before the next.
+		awaitChanges(t, f, "a", "db", len(changesOn(t, dyn, "a", "db")))
 	}
 	if cs := changesOn(t, dyn, "a", "db"); len(cs) != 2 {
 		t.Fatalf("changes %v; want both deliveries'", cs)
