@@ -121,7 +121,7 @@ func (b *bench) waitStatuses(ctx context.Context, n int, timeout time.Duration) 
 		}
 		select {
 		case <-ctx.Done():
-			return seen, ctx.Err()
+			return seen, fmt.Errorf("only %d of %d pods mounted: %w; see the logs in %s", len(seen), n, ctx.Err(), filepath.Join(b.env.Cluster.Dir(), "logs"))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -68,6 +68,7 @@ func startEnvWith(t testing.TB, nodes int, tune func(*localenv.Config)) (*locale
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	keepLogsOnFailure(t, dir)
 	cfg := localenv.Config{Dir: dir, BinDir: bin, Nodes: nodes,
 		SyncFrequency: 2 * time.Second, RotationPollInterval: 2 * time.Second, Logf: t.Logf}
 	if tune != nil {
@@ -87,6 +88,37 @@ func startEnvWith(t testing.TB, nodes int, tune func(*localenv.Config)) (*locale
 		t.Fatal(err)
 	}
 	return env, cs
+}
+
+// logTail is how many of each log's last lines a failed test prints.
+const logTail = 40
+
+// keepLogsOnFailure prints the end of every component's log under dir
+// when the test has failed, before dir is removed: CI keeps only the test
+// output, and a hang without logs cannot be diagnosed. Register it after
+// the removal of dir (cleanups run last first).
+func keepLogsOnFailure(t testing.TB, dir string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		var files []string
+		for _, pattern := range []string{"logs/*.log", "*/logs/*.log", "*/n/*/pod-logs/" + localenv.ReleaseNamespace + "_*/*/*.log"} {
+			m, _ := filepath.Glob(filepath.Join(dir, pattern))
+			files = append(files, m...)
+		}
+		for _, f := range files {
+			if filepath.Base(f) == "audit.log" {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+			t.Logf("last %d lines of %s:\n%s", min(logTail, len(lines)), f, strings.Join(lines[max(0, len(lines)-logTail):], "\n"))
+		}
+	})
 }
 
 func azsim(t testing.TB, env *localenv.Env, verb string, args map[string]any) map[string]any {

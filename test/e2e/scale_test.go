@@ -25,6 +25,7 @@ func TestScaleLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	keepLogsOnFailure(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	rep, err := clusterbench.Run(ctx, clusterbench.Config{Nodes: 5, PodsPerNode: 20, Classes: 4, Identities: 2, Objects: 5,
