@@ -106,6 +106,10 @@ func (c *Config) defaults() {
 	c.Changes = min(c.Changes, c.Objects)
 }
 
+// class is the class of node's pod j: round-robin over all pods, so that
+// each node mounts as many classes (and identities) as it can.
+func (c Config) class(node, j int) int { return (node*c.PodsPerNode + j) % c.Classes }
+
 const vault = "bench-kv"
 
 var spcpsGVR = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasspodstatuses"}

@@ -34,7 +34,7 @@ func (b *bench) mountPhase(ctx context.Context) error {
 	for n := range b.cfg.Nodes {
 		for j := range b.cfg.PodsPerNode {
 			name := fmt.Sprintf("bench-%d-%d", n, j)
-			class := (n*b.cfg.PodsPerNode + j) % b.cfg.Classes
+			class := b.cfg.class(n, j)
 			pod := benchPod(name, b.env.Cluster.Nodes[n].Name, class)
 			b.classOf[name] = class
 			wg.Go(func() {

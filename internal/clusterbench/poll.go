@@ -118,17 +118,7 @@ func (b *bench) waitRotated(ctx context.Context, since time.Time, timeout time.D
 
 // uniquePairs is the number of (node, principal, object) the pods need:
 // the most Key Vault reads a poll should ever cost.
-func (b *bench) uniquePairs() int {
-	n := 0
-	for node := range b.cfg.Nodes {
-		ids := map[int]bool{}
-		for j := range b.cfg.PodsPerNode {
-			ids[b.classOf[fmt.Sprintf("bench-%d-%d", node, j)]%b.cfg.Identities] = true
-		}
-		n += len(ids) * b.cfg.Objects
-	}
-	return n
-}
+func (b *bench) uniquePairs() int { return b.cfg.readers() * b.cfg.Objects }
 
 func (b *bench) statusObjects(ctx context.Context) int {
 	list, err := b.dyn.Resource(spcpsGVR).Namespace("").List(ctx, metav1.ListOptions{})

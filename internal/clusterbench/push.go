@@ -178,12 +178,14 @@ func (b *bench) writes() (drivers, controller map[string]int, err error) {
 
 // readers is the (node, principal) pairs whose pods mount object s0 (every
 // class holds every object).
-func (b *bench) readers() int {
+func (b *bench) readers() int { return b.cfg.readers() }
+
+func (c Config) readers() int {
 	n := 0
-	for node := range b.cfg.Nodes {
+	for node := range c.Nodes {
 		ids := map[int]bool{}
-		for j := range b.cfg.PodsPerNode {
-			ids[b.classOf[fmt.Sprintf("bench-%d-%d", node, j)]%b.cfg.Identities] = true
+		for j := range c.PodsPerNode {
+			ids[c.class(node, j)%c.Identities] = true
 		}
 		n += len(ids)
 	}
