@@ -5,13 +5,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
-	"kvmount.dev/kvmount/internal/azsim/eventgrid"
-	"kvmount.dev/kvmount/internal/azsim/store"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 )
 
 // AdminPath is where the admin API listens on the management host. The CLI
@@ -19,42 +17,7 @@ import (
 const AdminPath = "/azsim/admin"
 
 // AdminError is an admin verb's failure, shaped for `ERROR: (Code) message`.
-type AdminError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *AdminError) Error() string { return fmt.Sprintf("(%s) %s", e.Code, e.Message) }
-
-func notFound(format string, args ...any) error {
-	return &AdminError{Status: http.StatusNotFound, Code: "ResourceNotFound", Message: fmt.Sprintf(format, args...)}
-}
-
-func invalid(format string, args ...any) error {
-	return &AdminError{Status: http.StatusBadRequest, Code: "InvalidArgument", Message: fmt.Sprintf(format, args...)}
-}
-
-// adminVerb runs one verb with its JSON arguments.
-type adminVerb func(ctx context.Context, s *Server, args json.RawMessage) (any, error)
-
-// verbs maps the `az`-shaped command names to their implementations.
-var verbs = map[string]adminVerb{}
-
-// register adds a verb whose arguments decode into A.
-func register[A any](name string, f func(ctx context.Context, s *Server, a A) (any, error)) {
-	verbs[name] = func(ctx context.Context, s *Server, raw json.RawMessage) (any, error) {
-		var a A
-		if len(raw) > 0 {
-			dec := json.NewDecoder(strings.NewReader(string(raw)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&a); err != nil {
-				return nil, invalid("arguments of %q: %v", name, err)
-			}
-		}
-		return f(ctx, s, a)
-	}
-}
+type AdminError = arm.AdminError
 
 // Admin runs verb in-process with args (any JSON-encodable value) and
 // returns its result as generic JSON, exactly what the admin API returns.
@@ -75,27 +38,23 @@ func (s *Server) Admin(ctx context.Context, verb string, args any) (map[string]a
 	return m, json.Unmarshal(b, &m)
 }
 
+// runVerb runs a resource provider's verb (package arm, Event Grid's
+// broker) or the server's own.
 func (s *Server) runVerb(ctx context.Context, verb string, raw json.RawMessage) (any, error) {
-	f, ok := verbs[verb]
-	if eg, isEG := s.eg.Verbs()[verb]; !ok && isEG {
-		f, ok = func(ctx context.Context, _ *Server, raw json.RawMessage) (any, error) { return adminErr(eg(ctx, raw)) }, true
-	}
-	if !ok {
-		return nil, &AdminError{Status: http.StatusNotFound, Code: "UnknownCommand", Message: fmt.Sprintf("%q is not an azsim command", verb)}
-	}
 	before := s.endpointCount()
-	out, err := f(ctx, s, raw)
+	var out any
+	var err error
+	eg, isEG := s.eg.Verbs()[verb]
+	switch {
+	case verb == "token stats":
+		out = s.TokenStats()
+	case !arm.Has(verb) && isEG:
+		out, err = arm.FromEventGrid(eg(ctx, raw))
+	default:
+		out, err = s.arm.Run(ctx, verb, raw)
+	}
 	if err == nil && s.endpointCount() != before { // the verb started IMDS or NMI endpoints
 		err = s.writeEndpoints()
-	}
-	return out, err
-}
-
-// adminErr turns a resource provider's error into the admin API's.
-func adminErr(out any, err error) (any, error) {
-	var e *eventgrid.Error
-	if errors.As(err, &e) {
-		return nil, &AdminError{Status: e.Status, Code: e.Code, Message: e.Message}
 	}
 	return out, err
 }
@@ -144,19 +103,4 @@ func (s *Server) endpointCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.endpoints)
-}
-
-// update runs fn in a store transaction.
-func (s *Server) update(fn func(tx *store.Tx) error) error { return s.db.Update(fn) }
-
-// view runs fn in a read-only store transaction.
-func (s *Server) view(fn func(tx *store.Tx) error) error { return s.db.View(fn) }
-
-func required(pairs ...string) error {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if strings.TrimSpace(pairs[i+1]) == "" {
-			return invalid("the following arguments are required: %s", pairs[i])
-		}
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/azsimtest"
 )
 
@@ -20,10 +21,10 @@ import (
 // Retry-After the SDK can honour.
 func TestThrottled(t *testing.T) {
 	s := startServer(t, azsim.Config{GetLimit: 5})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "v"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s", Value: "v"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
 	c := secretsClient(t, s, "kv1", spCredential(t, s, sp))
 	var err error
 	for i := 0; i < 6 && err == nil; i++ {
@@ -46,11 +47,11 @@ func TestThrottled(t *testing.T) {
 func TestStateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, azsim.Config{DataDir: dir})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "kept"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
-	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "vm", AssignIdentity: true})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s", Value: "kept"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "vm create", arm.MachineArgs{ResourceGroup: "rg", Name: "vm", AssignIdentity: true})
 	imds1, _ := s.IMDSURL("vm/rg/vm")
 	tenant := s.TenantID()
 	if err := s.Close(); err != nil {
@@ -77,12 +78,12 @@ func TestStateSurvivesRestart(t *testing.T) {
 func TestWorkloadIdentityFederation(t *testing.T) {
 	iss := azsimtest.NewIssuer(t)
 	s := startServer(t, azsim.Config{TrustCAFiles: []string{iss.CAFile}})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "federated"})
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
-	admin(t, s, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc",
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s", Value: "federated"})
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	admin(t, s, "identity federated-credential create", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc",
 		Issuer: iss.URL, Subject: "system:serviceaccount:default:workload"})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
 
 	cred := func(sa string) azcore.TokenCredential {
 		var once sync.Once

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/imds"
 	"kvmount.dev/kvmount/internal/azsim/store"
 	"kvmount.dev/kvmount/internal/pki"
@@ -50,14 +51,6 @@ type Endpoints struct {
 	// TokenProxy is AKS identity binding's token proxy (https), when
 	// served.
 	TokenProxy string `json:"tokenProxy,omitempty"`
-}
-
-// InstanceKey names one machine instance: a VM, or instance i of a scale set.
-func InstanceKey(m store.Machine, i int) string {
-	if !m.ScaleSet {
-		return store.MachineKey(false, m.ResourceGroup, m.Name)
-	}
-	return store.MachineKey(true, m.ResourceGroup, m.Name) + "/" + strconv.Itoa(i)
 }
 
 // startMachineEndpoints starts an IMDS for every instance of every machine.
@@ -152,11 +145,11 @@ func (s *Server) instanceByComputerName(name string) (string, error) {
 	}
 	for _, m := range machines {
 		if !m.ScaleSet && m.Name == name {
-			return InstanceKey(m, 0), nil
+			return arm.InstanceKey(m, 0), nil
 		}
 		for i := range m.Instances {
-			if m.ScaleSet && ComputerName(m.Name, i) == name {
-				return InstanceKey(m, i), nil
+			if m.ScaleSet && arm.ComputerName(m.Name, i) == name {
+				return arm.InstanceKey(m, i), nil
 			}
 		}
 	}
@@ -170,7 +163,7 @@ func (s *Server) ensureIMDS(m store.Machine) error {
 		n = m.Instances
 	}
 	for i := range n {
-		key := InstanceKey(m, i)
+		key := arm.InstanceKey(m, i)
 		h := imds.New(imds.Config{DB: s.db, Issuer: s.issuer, Machine: store.MachineKey(m.ScaleSet, m.ResourceGroup, m.Name)})
 		if err := s.ensureEndpoint("imds:"+key, h); err != nil {
 			return err

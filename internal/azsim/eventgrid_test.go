@@ -22,6 +22,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azsystemevents"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/eventgrid"
 )
 
@@ -119,7 +120,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // resource ID.
 func vaultTopic(t *testing.T, s *azsim.Server) string {
 	t.Helper()
-	v := admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	v := admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	id := v["id"].(string)
 	admin(t, s, "eventgrid system-topic create", eventgrid.SystemTopicArgs{ResourceGroup: "rg", Name: "kv1-events", TopicType: "Microsoft.KeyVault.vaults", Source: id})
 	return id
@@ -139,9 +140,9 @@ func TestWebhookEventGridSchema(t *testing.T) {
 	if sub["provisioningState"] != "Succeeded" {
 		t.Fatalf("subscription %v: want Succeeded after the handshake", sub)
 	}
-	set := admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "app-db", Value: "x"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "other", Value: "x"})
-	admin(t, s, "keyvault key create", azsim.KeyArgs{VaultName: "kv1", Name: "app-key"})
+	set := admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "app-db", Value: "x"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "other", Value: "x"})
+	admin(t, s, "keyvault key create", arm.KeyArgs{VaultName: "kv1", Name: "app-key"})
 	waitFor(t, "one delivery", func() bool { return len(h.notifications()) >= 1 })
 	time.Sleep(50 * time.Millisecond) // a wrong second delivery would have come by now
 	got := h.notifications()
@@ -227,7 +228,7 @@ func TestWebhookRetries(t *testing.T) {
 		}
 		return http.StatusOK, nil, ""
 	})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "x"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s", Value: "x"})
 	stats := func(name string) eventgrid.Stats { return s.EventGrid().AllStats()["systemTopics/rg/kv1-events/"+name] }
 	waitFor(t, "retries settle", func() bool {
 		return stats("retried").Delivered == 1 && stats("dropped").Dropped == 1 && stats("limited").Dropped == 1
@@ -268,7 +269,7 @@ func TestWebhookHandshakes(t *testing.T) {
 	})
 	admin(t, s, "eventgrid system-topic event-subscription create", eventgrid.SubscriptionArgs{ResourceGroup: "rg", SystemTopicName: "kv1-events",
 		Name: "cloudevents", Endpoint: h.srv.URL + "/ce", EventDeliverySchema: "cloudeventschemav1_0"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "x"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s", Value: "x"})
 	waitFor(t, "a CloudEvents delivery", func() bool { return len(h.notifications()) == 1 })
 	r := h.notifications()[0]
 	if !strings.HasPrefix(r.header.Get("Content-Type"), "application/cloudevents+json") {
@@ -310,7 +311,7 @@ func TestWebhookHandshakes(t *testing.T) {
 		t.Fatalf("subscription %v (validation URL %q): want AwaitingManualAction", sub["provisioningState"], vurl)
 	}
 	before := len(h.notifications())
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "y"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s", Value: "y"})
 	waitFor(t, "the CloudEvents subscription's delivery", func() bool { return len(h.notifications()) == before+1 })
 	resp, err := s.HTTPClient().Get(vurl)
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -321,7 +322,7 @@ func TestWebhookHandshakes(t *testing.T) {
 	if sub["provisioningState"] != "Succeeded" {
 		t.Fatalf("after the GET: %v", sub["provisioningState"])
 	}
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s", Value: "z"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s", Value: "z"})
 	waitFor(t, "both subscriptions' deliveries", func() bool { return len(h.notifications()) == before+3 })
 }
 
@@ -337,8 +338,8 @@ func pullWorld(t *testing.T, scale float64, maxDeliveries int) (*azsim.Server, *
 		TopicName: "keyvault", Name: "kvmount", MaxDeliveryCount: maxDeliveries})
 	admin(t, s, "eventgrid system-topic event-subscription create", eventgrid.SubscriptionArgs{ResourceGroup: "rg", SystemTopicName: "kv1-events",
 		Name: "to-namespace", Endpoint: topic["id"].(string), EndpointType: "namespacetopic", EventDeliverySchema: "cloudeventschemav1_0"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
-	admin(t, s, "role assignment create", azsim.RoleArgs{Assignee: sp["appId"].(string), Role: "EventGrid Data Receiver", Scope: ns["id"].(string)})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
+	admin(t, s, "role assignment create", arm.RoleArgs{Assignee: sp["appId"].(string), Role: "EventGrid Data Receiver", Scope: ns["id"].(string)})
 	cred := spCredential(t, s, sp)
 	endpoint := "https://" + ns["topicsConfiguration"].(map[string]any)["hostname"].(string)
 	rc, err := aznamespaces.NewReceiverClient(endpoint, "keyvault", "kvmount", cred, &aznamespaces.ReceiverClientOptions{ClientOptions: clientOptions(s)})
@@ -365,7 +366,7 @@ func receive(t *testing.T, rc *aznamespaces.ReceiverClient, max int32) []aznames
 func TestNamespacePull(t *testing.T) {
 	s, rc, cred, nsID := pullWorld(t, 0.01, 2) // 60 s locks last 600 ms
 	ctx := context.Background()
-	set := admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "a", Value: "1"})
+	set := admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "a", Value: "1"})
 	got := receive(t, rc, 10)
 	if len(got) != 1 || *got[0].BrokerProperties.DeliveryCount != 1 {
 		t.Fatalf("received %d events, want 1 with delivery count 1", len(got))
@@ -384,7 +385,7 @@ func TestNamespacePull(t *testing.T) {
 	}
 
 	// Release: handed out again, counted.
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "b", Value: "1"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "b", Value: "1"})
 	got = receive(t, rc, 10)
 	if _, err := rc.ReleaseEvents(ctx, []string{*got[0].BrokerProperties.LockToken}, nil); err != nil {
 		t.Fatal(err)
@@ -405,7 +406,7 @@ func TestNamespacePull(t *testing.T) {
 	}
 
 	// Lock expiry: redelivered, then dead-lettered at the maximum (2).
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "c", Value: "1"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "c", Value: "1"})
 	first := receive(t, rc, 10)
 	second := receive(t, rc, 10) // waits for the lock to expire
 	if len(first) != 1 || len(second) != 1 || *second[0].BrokerProperties.DeliveryCount != 2 || second[0].Event.ID != first[0].Event.ID {
@@ -427,7 +428,7 @@ func TestNamespacePull(t *testing.T) {
 		t.Fatalf("a receiver published: %v", err)
 	}
 	// No role at all: forbidden to receive too.
-	other := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	other := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	rcOther, _ := aznamespaces.NewReceiverClient(rcEndpoint(nsID), "keyvault", "kvmount", spCredential(t, s, other), &aznamespaces.ReceiverClientOptions{ClientOptions: clientOptions(s)})
 	wait := int32(10)
 	_, err = rcOther.ReceiveEvents(ctx, &aznamespaces.ReceiveEventsOptions{MaxWaitTime: &wait})
@@ -446,9 +447,9 @@ func rcEndpoint(nsID string) string {
 func TestExpiryAndPolicyEvents(t *testing.T) {
 	s, rc, _, _ := pullWorld(t, 1, 10)
 	exp := time.Now().Add(10 * 24 * time.Hour).UTC().Truncate(time.Second)
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "expiring", Value: "1", Expires: exp.Format(time.RFC3339)})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: &[]string{"get"}})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "expiring", Value: "1", Expires: exp.Format(time.RFC3339)})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: &[]string{"get"}})
 	s.ScanExpiry(time.Now())
 	s.ScanExpiry(time.Now())
 	s.ScanExpiry(exp.Add(time.Second))

@@ -18,16 +18,12 @@ import (
 
 // vaultChanged publishes a new object version.
 func (s *Server) vaultChanged(c keyvault.Change) {
-	v, err := s.vaultByName(c.Vault)
+	v, err := s.arm.VaultByName(c.Vault)
 	if err != nil {
 		return
 	}
-	s.eg.PublishNewVersion(eventgrid.KeyVaultChange{VaultID: s.vaultID(v), VaultName: v.Name, VaultURL: VaultURL(v.Name),
+	s.eg.PublishNewVersion(eventgrid.KeyVaultChange{VaultID: s.arm.VaultID(v), VaultName: v.Name, VaultURL: VaultURL(v.Name),
 		Kind: c.Kind, Name: c.Name, Version: c.Version, NBF: c.NBF, EXP: c.EXP})
-}
-
-func (s *Server) vaultID(v store.Vault) string {
-	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s", s.cloud.SubscriptionID, v.ResourceGroup, v.Name)
 }
 
 // vaultIDExists reports whether id names a vault of the cloud.
@@ -36,8 +32,8 @@ func (s *Server) vaultIDExists(id string) bool {
 	if i < 0 {
 		return false
 	}
-	v, err := s.vaultByName(id[i+1:])
-	return err == nil && strings.EqualFold(s.vaultID(v), strings.TrimRight(id, "/"))
+	v, err := s.arm.VaultByName(id[i+1:])
+	return err == nil && strings.EqualFold(s.arm.VaultID(v), strings.TrimRight(id, "/"))
 }
 
 // appTokens gives Event Grid its app's tokens from azsim's Entra ID.
@@ -110,7 +106,7 @@ func (s *Server) ScanExpiry(now time.Time) {
 			if now.Before(due) || !s.markExpiry(key) {
 				continue
 			}
-			s.eg.PublishExpiry(expiryTypes[f.kind][i], eventgrid.KeyVaultChange{VaultID: s.vaultID(f.vault), VaultName: f.vault.Name, VaultURL: VaultURL(f.vault.Name),
+			s.eg.PublishExpiry(expiryTypes[f.kind][i], eventgrid.KeyVaultChange{VaultID: s.arm.VaultID(f.vault), VaultName: f.vault.Name, VaultURL: VaultURL(f.vault.Name),
 				Kind: f.kind, Name: f.name, Version: f.version, NBF: f.attrs.NBF, EXP: f.attrs.EXP})
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/jwt"
 )
 
@@ -40,15 +41,15 @@ func imdsGet(t *testing.T, base string, query url.Values, metadata bool) (int, m
 // with a single user-assigned identity, one with two.
 func TestIMDSRules(t *testing.T) {
 	s := startServer(t, azsim.Config{})
-	ua1 := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "ua1"})
-	ua2 := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "ua2"})
-	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "both"})
-	sys := admin(t, s, "vm identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "both", Identities: []string{"[system]", "ua1"}})
-	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "single"})
-	admin(t, s, "vm identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "single", Identities: []string{ua2["id"].(string)}})
-	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "two"})
-	admin(t, s, "vm identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "two", Identities: []string{"ua1", "ua2"}})
-	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "none"})
+	ua1 := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "ua1"})
+	ua2 := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "ua2"})
+	admin(t, s, "vm create", arm.MachineArgs{ResourceGroup: "rg", Name: "both"})
+	sys := admin(t, s, "vm identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "both", Identities: []string{"[system]", "ua1"}})
+	admin(t, s, "vm create", arm.MachineArgs{ResourceGroup: "rg", Name: "single"})
+	admin(t, s, "vm identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "single", Identities: []string{ua2["id"].(string)}})
+	admin(t, s, "vm create", arm.MachineArgs{ResourceGroup: "rg", Name: "two"})
+	admin(t, s, "vm identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "two", Identities: []string{"ua1", "ua2"}})
+	admin(t, s, "vm create", arm.MachineArgs{ResourceGroup: "rg", Name: "none"})
 	imdsOf := func(vm string) string {
 		u, err := s.IMDSURL("vm/rg/" + vm)
 		if err != nil {
@@ -114,12 +115,12 @@ func TestIMDSRules(t *testing.T) {
 // a secret after set-policy --spn <client id>.
 func TestManagedIdentityReadsVault(t *testing.T) {
 	s := startServer(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "secret1", Value: "hello"})
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "mi-reader"})
-	admin(t, s, "vmss create", azsim.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 2})
-	admin(t, s, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "secret1", Value: "hello"})
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "mi-reader"})
+	admin(t, s, "vmss create", arm.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 2})
+	admin(t, s, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
 	imds, err := s.IMDSURL("vmss/rg/pool/1")
 	if err != nil {
 		t.Fatal(err)
@@ -137,12 +138,12 @@ func TestManagedIdentityReadsVault(t *testing.T) {
 func TestForeignTenantRefused(t *testing.T) {
 	s := startServer(t, azsim.Config{})
 	tenantB := "0b0b0b0b-0000-4000-8000-00000000000b"
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kva", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kva", Name: "s", Value: "v"})
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "foreign", TenantID: tenantB})
-	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "vmb"})
-	admin(t, s, "vm identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "vmb", Identities: []string{"foreign"}})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kva", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kva", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kva", Name: "s", Value: "v"})
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "foreign", TenantID: tenantB})
+	admin(t, s, "vm create", arm.MachineArgs{ResourceGroup: "rg", Name: "vmb"})
+	admin(t, s, "vm identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "vmb", Identities: []string{"foreign"}})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kva", SPN: ua["clientId"].(string), Secrets: ptr([]string{"get"})})
 	imds, _ := s.IMDSURL("vm/rg/vmb")
 	c := secretsClient(t, s, "kva", miCredential(t, imds, azidentity.ClientID(ua["clientId"].(string))))
 	_, err := c.GetSecret(context.Background(), "s", "", nil)
@@ -157,9 +158,9 @@ func TestForeignTenantRefused(t *testing.T) {
 // machine has, naming it.
 func TestIMDSByAddress(t *testing.T) {
 	s := startServer(t, azsim.Config{NodeAddresses: map[string]string{"127.0.0.1": "single"}})
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "ua"})
-	admin(t, s, "vm create", azsim.MachineArgs{ResourceGroup: "rg", Name: "single"})
-	admin(t, s, "vm identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "single", Identities: []string{ua["id"].(string)}})
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "ua"})
+	admin(t, s, "vm create", arm.MachineArgs{ResourceGroup: "rg", Name: "single"})
+	admin(t, s, "vm identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "single", Identities: []string{ua["id"].(string)}})
 	q := url.Values{"api-version": {"2018-02-01"}, "resource": {"https://vault.azure.net"}}
 	status, body := imdsGet(t, s.Endpoints().NodeIMDS, q, true)
 	if status != 200 || body["client_id"] != ua["clientId"] {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/jwt"
 	"kvmount.dev/kvmount/internal/azsim/podidentity"
 	"kvmount.dev/kvmount/internal/localcluster"
@@ -39,19 +40,19 @@ func TestPodIdentityNMI(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, azsim.Config{Kubeconfig: cluster.KubeconfigPath})
-	admin(t, s, "aks create", azsim.AKSArgs{ResourceGroup: "rg", Name: "aks1", NodeCount: 1})
-	id := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
-	admin(t, s, "aks pod-identity add", azsim.PodIdentityArgs{ResourceGroup: "rg", ClusterName: "aks1", Namespace: "default",
+	admin(t, s, "aks create", arm.AKSArgs{ResourceGroup: "rg", Name: "aks1", NodeCount: 1})
+	id := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
+	admin(t, s, "aks pod-identity add", arm.PodIdentityArgs{ResourceGroup: "rg", ClusterName: "aks1", Namespace: "default",
 		Name: "pod-id", IdentityResourceID: id["id"].(string)})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "secret1", Value: "via-nmi"})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: id["clientId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "secret1", Value: "via-nmi"})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: id["clientId"].(string), Secrets: ptr([]string{"get"})})
 
 	cs, err := cluster.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := azsim.ComputerName(vmssOf(t, s), 0)
+	node := arm.ComputerName(vmssOf(t, s), 0)
 	for name, labels := range map[string]map[string]string{"bound": {"aadpodidbinding": "pod-id"}, "unlabelled": nil, "unbound": {"aadpodidbinding": "nobody"}, "elsewhere": {"aadpodidbinding": "pod-id"}} {
 		on := node
 		if name == "elsewhere" {
@@ -141,8 +142,8 @@ func TestPodIdentityNMI(t *testing.T) {
 // vmssOf returns the node pool scale set of cluster aks1 in rg.
 func vmssOf(t *testing.T, s *azsim.Server) string {
 	t.Helper()
-	show := admin(t, s, "aks show", azsim.AKSArgs{ResourceGroup: "rg", Name: "aks1"})
-	list := admin(t, s, "vmss list", azsim.MachineArgs{ResourceGroup: show["nodeResourceGroup"].(string)})
+	show := admin(t, s, "aks show", arm.AKSArgs{ResourceGroup: "rg", Name: "aks1"})
+	list := admin(t, s, "vmss list", arm.MachineArgs{ResourceGroup: show["nodeResourceGroup"].(string)})
 	sets, _ := list["value"].([]any)
 	if len(sets) != 1 {
 		t.Fatalf("node resource group holds %d scale sets, want 1", len(sets))

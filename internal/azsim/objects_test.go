@@ -25,16 +25,17 @@ import (
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 )
 
 // fullAccess is a vault kv1 and an app allowed everything on it.
 func fullAccess(t *testing.T) (*azsim.Server, azcore.TokenCredential) {
 	t.Helper()
 	s := startServer(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	all := ptr([]string{"all"})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: all, Keys: all, Certificates: all})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: all, Keys: all, Certificates: all})
 	return s, spCredential(t, s, sp)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 )
 
 // TestSecretsRoundTrip sets, reads and lists secret versions with the
@@ -20,9 +21,9 @@ import (
 func TestSecretsRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	s := startServer(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "writer"})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get", "list", "set"})})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "writer"})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get", "list", "set"})})
 	c := secretsClient(t, s, "kv1", spCredential(t, s, sp))
 
 	v1, err := c.SetSecret(ctx, "db-password", azsecrets.SetSecretParameters{Value: ptr("one"), ContentType: ptr("text/plain")}, nil)
@@ -75,9 +76,9 @@ func TestSecretsRoundTrip(t *testing.T) {
 func TestPolicyDeniesThenAllows(t *testing.T) {
 	ctx := context.Background()
 	s := startServer(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s1", Value: "v"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "reader"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s1", Value: "v"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "reader"})
 	c := secretsClient(t, s, "kv1", spCredential(t, s, sp))
 
 	_, err := c.GetSecret(ctx, "s1", "", nil)
@@ -86,7 +87,7 @@ func TestPolicyDeniesThenAllows(t *testing.T) {
 	if !strings.Contains(err.Error(), "ForbiddenByPolicy") {
 		t.Errorf("no ForbiddenByPolicy inner code in %v", err)
 	}
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get"})})
 	got, err := c.GetSecret(ctx, "s1", "", nil)
 	if err != nil || *got.Value != "v" {
 		t.Fatalf("after set-policy: %v", err)
@@ -101,14 +102,14 @@ func TestPolicyDeniesThenAllows(t *testing.T) {
 func TestRBAC(t *testing.T) {
 	ctx := context.Background()
 	s := startServer(t, azsim.Config{})
-	vault := admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kvrbac", ResourceGroup: "rg", RBAC: true})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kvrbac", Name: "s1", Value: "v"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "app"})
+	vault := admin(t, s, "keyvault create", arm.VaultArgs{Name: "kvrbac", ResourceGroup: "rg", RBAC: true})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kvrbac", Name: "s1", Value: "v"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "app"})
 	c := secretsClient(t, s, "kvrbac", spCredential(t, s, sp))
 	_, err := c.GetSecret(ctx, "s1", "", nil)
 	wantResponseError(t, err, http.StatusForbidden, "Forbidden", "Action: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'")
 
-	admin(t, s, "role assignment create", azsim.RoleArgs{Assignee: sp["appId"].(string), Role: "Key Vault Secrets User", Scope: vault["id"].(string)})
+	admin(t, s, "role assignment create", arm.RoleArgs{Assignee: sp["appId"].(string), Role: "Key Vault Secrets User", Scope: vault["id"].(string)})
 	if _, err := c.GetSecret(ctx, "s1", "", nil); err != nil {
 		t.Fatalf("GetSecret with Secrets User: %v", err)
 	}
@@ -125,17 +126,17 @@ func TestRBAC(t *testing.T) {
 func TestRBACScopeBySegment(t *testing.T) {
 	ctx := context.Background()
 	s := startServer(t, azsim.Config{})
-	kv1 := admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kvseg1", ResourceGroup: "rg", RBAC: true})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kvseg10", ResourceGroup: "rg", RBAC: true})
+	kv1 := admin(t, s, "keyvault create", arm.VaultArgs{Name: "kvseg1", ResourceGroup: "rg", RBAC: true})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kvseg10", ResourceGroup: "rg", RBAC: true})
 	for _, v := range []string{"kvseg1", "kvseg10"} {
 		for _, n := range []string{"s", "s2"} {
-			admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: v, Name: n, Value: "v"})
+			admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: v, Name: n, Value: "v"})
 		}
 	}
-	vaultWide := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "vault-wide"})
-	oneSecret := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "one-secret"})
-	admin(t, s, "role assignment create", azsim.RoleArgs{Assignee: vaultWide["appId"].(string), Role: "Key Vault Secrets User", Scope: kv1["id"].(string)})
-	admin(t, s, "role assignment create", azsim.RoleArgs{Assignee: oneSecret["appId"].(string), Role: "Key Vault Secrets User", Scope: kv1["id"].(string) + "/secrets/s"})
+	vaultWide := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "vault-wide"})
+	oneSecret := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "one-secret"})
+	admin(t, s, "role assignment create", arm.RoleArgs{Assignee: vaultWide["appId"].(string), Role: "Key Vault Secrets User", Scope: kv1["id"].(string)})
+	admin(t, s, "role assignment create", arm.RoleArgs{Assignee: oneSecret["appId"].(string), Role: "Key Vault Secrets User", Scope: kv1["id"].(string) + "/secrets/s"})
 	tests := []struct {
 		sp            map[string]any
 		vault, secret string
@@ -162,9 +163,9 @@ func TestSecretsNeverLogged(t *testing.T) {
 	const canary = "CANARY-7f3a9c-do-not-log"
 	var logs bytes.Buffer
 	s := startServer(t, azsim.Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get", "set"})})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: sp["appId"].(string), Secrets: ptr([]string{"get", "set"})})
 	c := secretsClient(t, s, "kv1", spCredential(t, s, sp))
 	if _, err := c.SetSecret(context.Background(), "canary", azsecrets.SetSecretParameters{Value: ptr(canary)}, nil); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,10 @@
 // Package azsim is the local Azure cloud: one process that serves Key Vault
 // (one host name per vault), Entra ID, one IMDS per virtual machine and one
 // aad-pod-identity NMI per node, all from one bbolt store in a data
-// directory, over TLS with its own CA. The official Azure SDK for Go works
+// directory, over TLS with its own CA. This package is the server: its
+// listeners, the endpoints machines and clusters bring up, and the admin
+// API; the data planes live in their packages (keyvault, entra, imds, nmi,
+// tokenproxy, eventgrid) and the control plane's verbs in arm. The official Azure SDK for Go works
 // against it unchanged but for its transport (see Server.HTTPClient).
 //
 // azsim is the witness the product is tested against, so it shares no
@@ -34,29 +37,26 @@ import (
 
 	"k8s.io/client-go/dynamic"
 
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/entra"
 	"kvmount.dev/kvmount/internal/azsim/eventgrid"
+	"kvmount.dev/kvmount/internal/azsim/hosts"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
 	"kvmount.dev/kvmount/internal/azsim/nmi"
 	"kvmount.dev/kvmount/internal/azsim/store"
 	"kvmount.dev/kvmount/internal/pki"
 )
 
-// The simulated cloud's names. Vault v is https://v.<VaultDNSSuffix>; its
-// challenge resource is VaultResource, a suffix of every vault host, so the
-// SDK's challenge-resource check passes without being switched off.
+// The simulated cloud's names (package hosts), kept here for the tools
+// and tests that name them.
 const (
-	VaultDNSSuffix = "vault.azsim.test"
-	VaultResource  = "https://vault.azsim.test"
-	LoginHost      = "login.azsim.test"
-	LoginURL       = "https://" + LoginHost
-	ManagementHost = "management.azsim.test"
-	// EventGridSuffix is the Event Grid namespaces' host suffix: namespace
-	// n is https://n.<EventGridSuffix>.
-	EventGridSuffix = "eventgrid.azsim.test"
-	// HostSuffix is what every azsim host name ends with; clients route
-	// every such name to azsim's listener.
-	HostSuffix = "azsim.test"
+	VaultDNSSuffix  = hosts.VaultDNSSuffix
+	VaultResource   = hosts.VaultResource
+	LoginHost       = hosts.LoginHost
+	LoginURL        = hosts.LoginURL
+	ManagementHost  = hosts.ManagementHost
+	EventGridSuffix = hosts.EventGridSuffix
+	HostSuffix      = hosts.HostSuffix
 )
 
 // Config says where azsim keeps state and how it behaves.
@@ -103,6 +103,7 @@ type Server struct {
 	issuer  *entra.Issuer
 	kv      *keyvault.Handler
 	eg      *eventgrid.Broker
+	arm     *arm.Env
 	http    *http.Server
 	ln      net.Listener
 	adminTk string
@@ -182,6 +183,7 @@ func (s *Server) open() error {
 	s.eg = eventgrid.New(eventgrid.Config{DB: db, SubscriptionID: s.cloud.SubscriptionID, Tokens: appTokens{s.issuer},
 		Client: s.webhookClient(), RetryScale: s.cfg.EventRetryScale, HostSuffix: EventGridSuffix,
 		ValidationBase: "https://" + ManagementHost, SourceExists: s.vaultIDExists, Logger: s.cfg.Logger})
+	s.arm = arm.New(db, s.cloud, s.kv, s.eg, armHost{s})
 	if s.ca, err = pki.LoadOrCreateCA(s.cfg.DataDir, "azsim local cloud CA"); err != nil {
 		return err
 	}
@@ -369,4 +371,15 @@ func (s *Server) TenantID() string { return s.cloud.TenantID }
 func (s *Server) KeyVault() *keyvault.Handler { return s.kv }
 
 // VaultURL is the URL of vault name.
-func VaultURL(name string) string { return "https://" + strings.ToLower(name) + "." + VaultDNSSuffix }
+func VaultURL(name string) string { return hosts.VaultURL(name) }
+
+// view runs fn in a read-only store transaction.
+func (s *Server) view(fn func(tx *store.Tx) error) error { return s.db.View(fn) }
+
+// armHost is the server as the resource providers' verbs see it.
+type armHost struct{ s *Server }
+
+func (h armHost) EnsureIMDS(m store.Machine) error        { return h.s.ensureIMDS(m) }
+func (h armHost) EnsureNMI(c store.Cluster) error         { return h.s.ensureNMI(c) }
+func (h armHost) IMDSURL(instance string) (string, error) { return h.s.IMDSURL(instance) }
+func (h armHost) Kube() (dynamic.Interface, error)        { return h.s.kube() }

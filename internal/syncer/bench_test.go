@@ -20,7 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
-	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/localcluster"
 )
 
@@ -41,7 +41,7 @@ func BenchmarkSecretSync1000(b *testing.B) {
 	ns := w.namespace("bench")
 	const sas, objects, syncs = 10, 10, 1000
 	for o := range objects {
-		w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("bench-%d", o), Value: fmt.Sprintf("v-%d", o)})
+		w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("bench-%d", o), Value: fmt.Sprintf("v-%d", o)})
 	}
 	for s := range sas {
 		benchIdentity(w, ns, s, objects)
@@ -90,8 +90,8 @@ func BenchmarkSecretSync1000(b *testing.B) {
 func benchIdentity(w *world, ns string, s, objects int) {
 	w.t.Helper()
 	name := fmt.Sprintf("bench-%d", s)
-	id := w.admin("identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: name})
-	w.admin("identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: name, Name: ns + "-" + name,
+	id := w.admin("identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: name})
+	w.admin("identity federated-credential create", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: name, Name: ns + "-" + name,
 		Issuer: w.cluster.Server, Subject: fmt.Sprintf("system:serviceaccount:%s:sa-%d", ns, s)})
 	w.admin("keyvault set-policy", map[string]any{"name": "kv1", "spn": id["clientId"], "secretPermissions": []string{"get"}})
 	if _, err := w.kube.CoreV1().ServiceAccounts(ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("sa-%d", s)}}, metav1.CreateOptions{}); err != nil {

@@ -23,6 +23,7 @@ import (
 	spcv1 "kvmount.dev/kvmount/internal/apis/secretsstore/v1"
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/eventgrid"
 	"kvmount.dev/kvmount/internal/azure/entraauth"
 	"kvmount.dev/kvmount/internal/changefeed"
@@ -44,8 +45,8 @@ func TestEventsRefresh(t *testing.T) {
 	w := theWorld(t)
 	ns := w.namespace("events")
 	db, other := ns+"-db", ns+"-other"
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: db, Value: "v1"})
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: other, Value: "o1"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: db, Value: "v1"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: other, Value: "o1"})
 	w.class(ns, "spc", "objectName: "+db+"\nobjectType: secret", "objectName: "+other+"\nobjectType: secret")
 	w.secretSync(ns, "synced", "spc", "", db, "db", other, "other")
 
@@ -68,7 +69,7 @@ func TestEventsRefresh(t *testing.T) {
 
 	gets := func(name string) uint64 { return w.sim.KeyVault().ObjectGets("kv1", name) }
 	dbBefore, otherBefore := gets(db), gets(other)
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: db, Value: "v2"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: db, Value: "v2"})
 	w.waitSecret(ns, "synced", "db", "v2")
 	waitFor(t, 15*time.Second, "both deliveries", func() (bool, string) {
 		a, d := c.metric("kvmount_events_total", "result=accepted,source=webhook")+c.metric("kvmount_events_total", "result=accepted,source=pull"),
@@ -87,7 +88,7 @@ func TestEventsRefresh(t *testing.T) {
 	})
 
 	// Forged deliveries.
-	sp := w.admin("ad sp create-for-rbac", azsim.SPArgs{})
+	sp := w.admin("ad sp create-for-rbac", arm.SPArgs{})
 	body := `[{"id":"forged","topic":"/subscriptions/x/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv1","subject":"` + db + `","eventType":"Microsoft.KeyVault.SecretNewVersionCreated","eventTime":"2026-12-07T10:00:00Z","data":{"VaultName":"kv1","ObjectType":"Secret","ObjectName":"` + db + `","Version":"x"},"dataVersion":"1","metadataVersion":"1"}]`
 	for _, tok := range []string{"", w.token(t, sp, azsim.VaultResource), w.token(t, sp, audience)} {
 		req, _ := http.NewRequest(http.MethodPost, hook+"/events", strings.NewReader(body))
@@ -167,7 +168,7 @@ func (w *world) webhookClient() *http.Client {
 // topic's subscription and a sender to the topic, each with its role.
 func (w *world) eventRouting(t *testing.T, ns, hook, audience string) (*aznamespaces.ReceiverClient, *aznamespaces.SenderClient) {
 	t.Helper()
-	v := w.admin("keyvault show", azsim.VaultArgs{Name: "kv1"})
+	v := w.admin("keyvault show", arm.VaultArgs{Name: "kv1"})
 	if _, err := w.sim.Admin(context.Background(), "eventgrid system-topic show", eventgrid.SystemTopicArgs{ResourceGroup: "rg", Name: "kv1-events"}); err != nil {
 		w.admin("eventgrid system-topic create", eventgrid.SystemTopicArgs{ResourceGroup: "rg", Name: "kv1-events", TopicType: "Microsoft.KeyVault.vaults", Source: v["id"].(string)})
 	}
@@ -179,9 +180,9 @@ func (w *world) eventRouting(t *testing.T, ns, hook, audience string) (*aznamesp
 	w.admin("eventgrid namespace topic event-subscription create", eventgrid.NamespaceArgs{ResourceGroup: "rg", NamespaceName: ns, TopicName: "keyvault", Name: "kvmount"})
 	w.admin("eventgrid system-topic event-subscription create", eventgrid.SubscriptionArgs{ResourceGroup: "rg", SystemTopicName: "kv1-events", Name: ns + "-pull",
 		Endpoint: topic["id"].(string), EndpointType: "namespacetopic", EventDeliverySchema: "cloudeventschemav1_0", SubjectBeginsWith: ns})
-	sp := w.admin("ad sp create-for-rbac", azsim.SPArgs{})
+	sp := w.admin("ad sp create-for-rbac", arm.SPArgs{})
 	for _, role := range []string{"EventGrid Data Receiver", "EventGrid Data Sender"} {
-		w.admin("role assignment create", azsim.RoleArgs{Assignee: sp["appId"].(string), Role: role, Scope: nsObj["id"].(string)})
+		w.admin("role assignment create", arm.RoleArgs{Assignee: sp["appId"].(string), Role: role, Scope: nsObj["id"].(string)})
 	}
 	cred := w.credential(t, sp)
 	endpoint := "https://" + nsObj["topicsConfiguration"].(map[string]any)["hostname"].(string)

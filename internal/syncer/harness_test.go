@@ -28,6 +28,7 @@ import (
 	"kvmount.dev/kvmount/deploy"
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azure/provider"
 	"kvmount.dev/kvmount/internal/localcluster"
 	"kvmount.dev/kvmount/internal/pki"
@@ -164,15 +165,15 @@ func (w *world) identity(ctx context.Context) error {
 		verb string
 		args any
 	}{
-		{"keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"}},
-		{"identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "sync-id"}},
+		{"keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"}},
+		{"identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "sync-id"}},
 	}
 	for _, s := range steps {
 		if _, err := w.sim.Admin(ctx, s.verb, s.args); err != nil {
 			return err
 		}
 	}
-	id, err := w.sim.Admin(ctx, "identity show", azsim.IdentityArgs{ResourceGroup: "rg", Name: "sync-id"})
+	id, err := w.sim.Admin(ctx, "identity show", arm.IdentityArgs{ResourceGroup: "rg", Name: "sync-id"})
 	if err != nil {
 		return err
 	}
@@ -188,7 +189,7 @@ func (w *world) identity(ctx context.Context) error {
 // federate lets service account ns/sa use the workload identity.
 func (w *world) federate(ns, sa string) {
 	w.t.Helper()
-	w.admin("identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "sync-id", Name: ns + "-" + sa,
+	w.admin("identity federated-credential create", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: "sync-id", Name: ns + "-" + sa,
 		Issuer: w.cluster.Server, Subject: "system:serviceaccount:" + ns + ":" + sa})
 }
 

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	ssv1 "kvmount.dev/kvmount/internal/apis/secretsync/v1alpha1"
-	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/syncer"
 )
 
@@ -23,7 +23,7 @@ import (
 func TestLifecycle(t *testing.T) {
 	w := theWorld(t)
 	ns := w.namespace("lifecycle")
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "db-password", Value: "v1"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "db-password", Value: "v1"})
 	w.class(ns, "app", "objectName: db-password\nobjectType: secret")
 	c := w.start("lifecycle-0", func(cfg *syncer.Config) { cfg.PollInterval = 2 * time.Second })
 	w.secretSync(ns, "app-db", "app", "", "db-password", "password")
@@ -62,7 +62,7 @@ func TestLifecycle(t *testing.T) {
 
 	// A new version reaches the Secret within a poll (the provider's
 	// cache serves a poll only within its epoch).
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "db-password", Value: "v2"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "db-password", Value: "v2"})
 	w.clock.advance(2 * time.Minute)
 	w.waitSecret(ns, "app-db", "password", "v2")
 
@@ -99,7 +99,7 @@ func TestLifecycle(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	w := theWorld(t)
 	ns := w.namespace("refusals")
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "ref-s", Value: "v"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "ref-s", Value: "v"})
 	w.class(ns, "ok", "objectName: ref-s\nobjectType: secret")
 	w.apply(`apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
@@ -165,7 +165,7 @@ func TestSharedCalls(t *testing.T) {
 	w := theWorld(t)
 	ns := w.namespace("shared")
 	for i := range 5 {
-		w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "sh-" + string(rune('a'+i)), Value: "v1"})
+		w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "sh-" + string(rune('a'+i)), Value: "v1"})
 	}
 	w.class(ns, "five", "objectName: sh-a\nobjectType: secret", "objectName: sh-b\nobjectType: secret", "objectName: sh-c\nobjectType: secret",
 		"objectName: sh-d\nobjectType: secret", "objectName: sh-e\nobjectType: secret")
@@ -198,7 +198,7 @@ spec:
 	if calls > 10 || gets > uint64(5*calls) {
 		t.Errorf("40 SecretSyncs of one class cost %v provider calls and %d Key Vault reads; want at most 10 calls of 5 reads", calls, gets)
 	}
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "sh-a", Value: "v2"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "sh-a", Value: "v2"})
 	w.secretSync(ns, "late", "five", "", "sh-a", "value")
 	w.waitSecret(ns, "late", "value", "v2")
 }
@@ -209,7 +209,7 @@ spec:
 func TestLeaderFailover(t *testing.T) {
 	w := theWorld(t)
 	ns := w.namespace("failover")
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "fo-s", Value: "v1"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "fo-s", Value: "v1"})
 	w.class(ns, "fo", "objectName: fo-s\nobjectType: secret")
 	elect := func(cfg *syncer.Config) {
 		cfg.LeaderElect, cfg.LeaseName = true, "failover-test"
@@ -235,7 +235,7 @@ func TestLeaderFailover(t *testing.T) {
 	if n := b.metric("kvmount_secretsync_secret_writes_total", ""); n != 0 {
 		t.Errorf("the new leader wrote %v Secrets that were up to date (events: %s)", n, w.events(ns, "fo"))
 	}
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "fo-s", Value: "v2"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "fo-s", Value: "v2"})
 	w.apply(`apiVersion: secret-sync.x-k8s.io/v1alpha1
 kind: SecretSync
 metadata: {name: fo, namespace: ` + ns + `}
@@ -259,7 +259,7 @@ func errString(err error) string {
 func TestStateBounded(t *testing.T) {
 	w := theWorld(t)
 	ns := w.namespace("bounded")
-	w.admin("keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "bd-s", Value: "v"})
+	w.admin("keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "bd-s", Value: "v"})
 	w.class(ns, "bd", "objectName: bd-s\nobjectType: secret")
 	c := w.start("bounded-0", nil)
 	for i := range 20 {

@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/azsimtest"
 	"kvmount.dev/kvmount/internal/azure/config"
 	"kvmount.dev/kvmount/internal/azure/identitybinding"
@@ -69,7 +70,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustAdmin(t, s, "vmss create", azsim.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
+	mustAdmin(t, s, "vmss create", arm.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
 	imds, _ := s.IMDSURL("vmss/rg/pool/0")
 	return &fixture{sim: s, http: &counter{base: tr, n: map[string]int{}}, imds: imds, issuer: iss,
 		cloud: config.Cloud{Name: "AzureStackCloud", AuthorityHost: azsim.LoginURL + "/", KeyVaultResource: azsim.VaultResource, KeyVaultDNSSuffix: azsim.VaultDNSSuffix}}
@@ -107,9 +108,9 @@ func (f *fixture) cfg(mode config.Mode) config.Config {
 // does not matter), its token cached, so a second mount sends nothing.
 func TestVMManagedIdentity(t *testing.T) {
 	f := newFixture(t)
-	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "a"})
-	ub := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "b"})
-	mustAdmin(t, f.sim, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string), ub["id"].(string)}})
+	ua := mustAdmin(t, f.sim, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "a"})
+	ub := mustAdmin(t, f.sim, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "b"})
+	mustAdmin(t, f.sim, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string), ub["id"].(string)}})
 	src := f.source(Options{})
 	user := f.cfg(config.ModeVMManagedIdentity)
 	user.UserAssignedIdentityID = ua["clientId"].(string)
@@ -145,9 +146,9 @@ func TestVMManagedIdentity(t *testing.T) {
 // credential.
 func TestWorkloadIdentity(t *testing.T) {
 	f := newFixture(t)
-	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	ua := mustAdmin(t, f.sim, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
 	for _, sa := range []string{"app", "other"} {
-		mustAdmin(t, f.sim, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: sa,
+		mustAdmin(t, f.sim, "identity federated-credential create", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: sa,
 			Issuer: f.issuer.URL, Subject: "system:serviceaccount:ns:" + sa})
 	}
 	now := time.Now()
@@ -195,8 +196,8 @@ func TestWorkloadIdentity(t *testing.T) {
 // running pod's first republish of the next epoch exchanges afresh.
 func TestRevocation(t *testing.T) {
 	f := newFixture(t)
-	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
-	mustAdmin(t, f.sim, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc",
+	ua := mustAdmin(t, f.sim, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	mustAdmin(t, f.sim, "identity federated-credential create", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc",
 		Issuer: f.issuer.URL, Subject: "system:serviceaccount:ns:app"})
 	now := time.Now()
 	src := f.source(Options{Epochs: epoch.Clock{Period: 2 * time.Minute}, Now: func() time.Time { return now }})
@@ -224,7 +225,7 @@ func TestRevocation(t *testing.T) {
 	if err := get("running", true); err != nil || f.http.count("/oauth2/v2.0/token") != before+1 {
 		t.Fatalf("a second republish in the epoch: %v; want the cached token", err)
 	}
-	mustAdmin(t, f.sim, "identity federated-credential delete", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc"})
+	mustAdmin(t, f.sim, "identity federated-credential delete", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "fc"})
 	if err := get("new-pod", false); err == nil {
 		t.Fatal("a pod created after the federated credential was deleted got a token")
 	}
@@ -242,7 +243,7 @@ func TestRevocation(t *testing.T) {
 // itself is never part of the key.
 func TestServicePrincipal(t *testing.T) {
 	f := newFixture(t)
-	sp := mustAdmin(t, f.sim, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := mustAdmin(t, f.sim, "ad sp create-for-rbac", arm.SPArgs{})
 	src := f.source(Options{})
 	c := f.cfg(config.ModeServicePrincipal)
 	c.SPClientID, c.SPClientSecret = sp["appId"].(string), sp["password"].(string)
@@ -298,8 +299,8 @@ func TestPodIdentity(t *testing.T) {
 // are one request to IMDS (whose limit is 5 at once).
 func TestCoalescedTokens(t *testing.T) {
 	f := newFixture(t)
-	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "a"})
-	mustAdmin(t, f.sim, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
+	ua := mustAdmin(t, f.sim, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "a"})
+	mustAdmin(t, f.sim, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
 	f.http.base = slow{f.http.base, 100 * time.Millisecond}
 	src := f.source(Options{})
 	c := f.cfg(config.ModeVMManagedIdentity)
@@ -414,8 +415,8 @@ func TestDiscoveryOutsideTheStore(t *testing.T) {
 // identity's credential left the store, its token is gone with it.
 func TestManagedIdentityCacheIsTheCredentials(t *testing.T) {
 	f := newFixture(t)
-	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "a"})
-	mustAdmin(t, f.sim, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
+	ua := mustAdmin(t, f.sim, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "a"})
+	mustAdmin(t, f.sim, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
 	now := time.Now()
 	clock := func() time.Time { return now }
 	c := f.cfg(config.ModeVMManagedIdentity)
@@ -464,8 +465,8 @@ func FuzzIMDSAnswer(f *testing.F) {
 // bounded; a pod forgotten exchanges afresh at its next republish.
 func TestAuthorizedPodsBounded(t *testing.T) {
 	f := newFixture(t)
-	ua := mustAdmin(t, f.sim, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
-	mustAdmin(t, f.sim, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "app",
+	ua := mustAdmin(t, f.sim, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	mustAdmin(t, f.sim, "identity federated-credential create", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "app",
 		Issuer: f.issuer.URL, Subject: "system:serviceaccount:ns:app"})
 	src := f.source(Options{MaxAuthorized: 10, Epochs: epoch.Clock{Period: time.Hour}})
 	cfg := f.cfg(config.ModeWorkloadIdentity)

@@ -11,6 +11,7 @@ import (
 
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/bench"
 
 	"kvmount.dev/kvmount/internal/azsim"
@@ -21,10 +22,10 @@ import (
 // returns their objects entries.
 func tenSecrets(b *testing.B) (*azsim.Server, string, []string) {
 	s, cloudEnv := newSim(b, azsim.Config{Latency: 20 * time.Millisecond})
-	admin(b, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(b, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	var objs []string
 	for i := range 10 {
-		admin(b, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: "value"})
+		admin(b, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: "value"})
 		objs = append(objs, fmt.Sprintf("objectName: s%d\nobjectType: secret", i))
 	}
 	return s, cloudEnv, objs
@@ -33,7 +34,7 @@ func tenSecrets(b *testing.B) (*azsim.Server, string, []string) {
 // benchEnv is a vault of ten secrets behind 20 ms of injected latency.
 func benchEnv(b *testing.B, cacheTTL time.Duration) (*env, params, map[string]string) {
 	s, cloudEnv, objs := tenSecrets(b)
-	sp := admin(b, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(b, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(b, s, sp["appId"].(string))
 	e := startProvider(b, s, cloudEnv, func(rc *provider.RunConfig) { rc.CacheTTL = cacheTTL })
 	p := e.baseParams(objs...)
@@ -84,7 +85,7 @@ func BenchmarkRotationPoll(b *testing.B) {
 	s, cloudEnv, objs := tenSecrets(b)
 	var sps []map[string]any
 	for range 3 {
-		sp := admin(b, s, "ad sp create-for-rbac", azsim.SPArgs{})
+		sp := admin(b, s, "ad sp create-for-rbac", arm.SPArgs{})
 		grant(b, s, sp["appId"].(string))
 		sps = append(sps, sp)
 	}
@@ -164,13 +165,13 @@ func liveHeapMiB() float64 {
 // one mount at a time (concurrent mounts would coalesce identical reads).
 func TestBenchDrivesProvider(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	var objs []string
 	for i := range 3 {
-		admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: "v"})
+		admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: "v"})
 		objs = append(objs, fmt.Sprintf("objectName: s%d\nobjectType: secret", i))
 	}
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	sock := ""
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.CacheTTL, sock = 0, rc.Endpoint })

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
@@ -26,8 +27,8 @@ func spCreds(sp map[string]any) map[string]string {
 func TestCacheIsolation(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "only-for-a")
-	a := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "a"})
-	b := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "b"})
+	a := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "a"})
+	b := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "b"})
 	grant(t, s, a["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	p := e.baseParams("objectName: secret1\nobjectType: secret")
@@ -58,13 +59,13 @@ func TestCacheIsolation(t *testing.T) {
 // rotate in one poll.
 func TestRequestsPerPoll(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	var objs []string
 	for i := range 5 {
-		admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: "v"})
+		admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: "v"})
 		objs = append(objs, fmt.Sprintf("objectName: s%d\nobjectType: secret", i))
 	}
-	principals := []map[string]any{admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{}), admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})}
+	principals := []map[string]any{admin(t, s, "ad sp create-for-rbac", arm.SPArgs{}), admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})}
 	for _, sp := range principals {
 		grant(t, s, sp["appId"].(string))
 	}
@@ -131,7 +132,7 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	const canary = "CANARY-kvmount-3b1f-never-log-me"
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, canary)
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	resp, err := e.mount(e.baseParams("objectName: secret1\nobjectType: secret"), spCreds(sp))

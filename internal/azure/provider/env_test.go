@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
@@ -68,7 +69,7 @@ func (p *connectProxy) tunnelled() string {
 func TestProxyEnvironment(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "through-the-proxy")
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	proxy := newConnectProxy(t, s.Addr())
 	t.Setenv("HTTPS_PROXY", proxy.url)
@@ -99,7 +100,7 @@ func TestProxyEnvironment(t *testing.T) {
 func TestAzureEnvironmentFilepath(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "stack")
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	// Upstream's file has more fields than the four the provider reads.
 	var env map[string]any

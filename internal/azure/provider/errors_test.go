@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 )
 
 // TestBadInputs is the provider's bad-input table through real gRPC: each
@@ -14,12 +15,12 @@ import (
 func TestBadInputs(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "v")
-	admin(t, s, "keyvault key create", azsim.KeyArgs{VaultName: "kv1", Name: "sym", KTY: "oct"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "off", Value: "v", Disabled: true})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "plain", Value: "not base64!"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	admin(t, s, "keyvault key create", arm.KeyArgs{VaultName: "kv1", Name: "sym", KTY: "oct"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "off", Value: "v", Disabled: true})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "plain", Value: "not base64!"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
-	nogrant := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	nogrant := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	creds := map[string]string{"clientid": sp["appId"].(string), "clientsecret": sp["password"].(string)}
 	noCreds := map[string]string{"clientid": nogrant["appId"].(string), "clientsecret": nogrant["password"].(string)}
 	e := startProvider(t, s, cloudEnv, nil)
@@ -87,8 +88,8 @@ func TestBadInputs(t *testing.T) {
 func TestClassWarningsMount(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "first")
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "other", Value: "second"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "other", Value: "second"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	p := e.baseParams("objectName: secret1\nobjectType: secret\nobjectVersionHistroy: 2", "objectName: other\nobjectType: secret\nobjectAlias: secret1")

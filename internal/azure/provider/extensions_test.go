@@ -8,13 +8,14 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
 // spMount is a service principal's credentials for nodePublishSecretRef.
 func spMount(t *testing.T, s *azsim.Server) (map[string]string, string) {
 	t.Helper()
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "csi"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "csi"})
 	return map[string]string{"clientid": sp["appId"].(string), "clientsecret": sp["password"].(string)}, sp["appId"].(string)
 }
 
@@ -45,7 +46,7 @@ func TestOptionalObjects(t *testing.T) {
 		t.Errorf("versions %v: the missing optional object must be recorded with an empty version", versions)
 	}
 
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "later", Value: "appeared"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "later", Value: "appeared"})
 	resp, err = e.republish(p, creds, resp)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestOptionalObjects(t *testing.T) {
 	}
 	// Disabled later: its file leaves the volume on the next rotation,
 	// and the pod is told (not only on its first mount).
-	admin(t, s, "keyvault secret set-attributes", azsim.SecretAttrArgs{VaultName: "kv1", Name: "later", Enabled: ptr(false)})
+	admin(t, s, "keyvault secret set-attributes", arm.SecretAttrArgs{VaultName: "kv1", Name: "later", Enabled: ptr(false)})
 	clk.advance(2 * time.Minute) // the next rotation epoch
 	resp, err = e.republish(p, creds, resp)
 	if err != nil || filesOf(resp)["later"] != nil {
@@ -70,8 +71,8 @@ func TestOptionalObjects(t *testing.T) {
 	wantCode(t, err, codes.NotFound, "nothere")
 
 	// Forbidden: the identity has no key permission in kv2.
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv2", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv2", Name: "s", Value: "v"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv2", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv2", Name: "s", Value: "v"})
 	forbidden := e.baseParams("objectName: s\nobjectType: secret\noptional: true")
 	forbidden["keyvaultName"] = "kv2"
 	_, err = e.mount(forbidden, creds)
@@ -88,7 +89,7 @@ func TestOptionalObjects(t *testing.T) {
 func presentAndDisabled(t *testing.T, tune func(*provider.RunConfig)) (*azsim.Server, *env, map[string]string) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "present")
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "off", Value: "x", Disabled: true})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "off", Value: "x", Disabled: true})
 	creds, app := spMount(t, s)
 	grant(t, s, app)
 	return s, startProvider(t, s, cloudEnv, tune), creds
@@ -109,7 +110,7 @@ func TestEveryFailureListed(t *testing.T) {
 func TestJSONFields(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "x")
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "db", Value: `{"user":"app","password":"CANARY-pw-91","port":5432,"replicas":["r1","r2"]}`})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "db", Value: `{"user":"app","password":"CANARY-pw-91","port":5432,"replicas":["r1","r2"]}`})
 	creds, app := spMount(t, s)
 	grant(t, s, app)
 	e := startProvider(t, s, cloudEnv, nil)
@@ -141,13 +142,13 @@ func TestJSONFields(t *testing.T) {
 func TestObjectsFromSeveralVaults(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "from-kv1")
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv2", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv2", Name: "secret1", Value: "from-kv2"})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv3", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv3", Name: "s", Value: "v"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv2", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv2", Name: "secret1", Value: "from-kv2"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv3", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv3", Name: "s", Value: "v"})
 	creds, app := spMount(t, s)
 	grant(t, s, app)
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv2", SPN: app, Secrets: ptr([]string{"get"})})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv2", SPN: app, Secrets: ptr([]string{"get"})})
 	e := startProvider(t, s, cloudEnv, nil)
 	p := e.baseParams("objectName: secret1\nobjectType: secret", "objectName: secret1\nobjectType: secret\nkeyvaultName: kv2\nobjectAlias: secret1-kv2")
 	resp, err := e.mount(p, creds)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/azsimtest"
 	"kvmount.dev/kvmount/internal/azure/provider"
 )
@@ -17,14 +18,14 @@ import (
 // vaultWithSecret makes kv1 with secret1 = value.
 func vaultWithSecret(t testing.TB, s *azsim.Server, value string) {
 	t.Helper()
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "secret1", Value: value})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "secret1", Value: value})
 }
 
 func grant(t testing.TB, s *azsim.Server, spn string) {
 	t.Helper()
 	get := ptr([]string{"get", "list"})
-	admin(t, s, "keyvault set-policy", azsim.PolicyArgs{Name: "kv1", SPN: spn, Secrets: get, Keys: get, Certificates: get})
+	admin(t, s, "keyvault set-policy", arm.PolicyArgs{Name: "kv1", SPN: spn, Secrets: get, Keys: get, Certificates: get})
 }
 
 func wantCode(t *testing.T, err error, code codes.Code, parts ...string) {
@@ -46,10 +47,10 @@ func wantCode(t *testing.T, err error, code codes.Code, parts ...string) {
 func TestUserAssignedIdentity(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "from-user-assigned")
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "kv-reader"})
-	other := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "kubelet"})
-	admin(t, s, "vmss create", azsim.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
-	admin(t, s, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string), other["id"].(string)}})
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "kv-reader"})
+	other := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "kubelet"})
+	admin(t, s, "vmss create", arm.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
+	admin(t, s, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string), other["id"].(string)}})
 	grant(t, s, ua["clientId"].(string))
 	imds, _ := s.IMDSURL("vmss/rg/pool/0")
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.IMDSEndpoint = imds })
@@ -75,7 +76,7 @@ func TestUserAssignedIdentity(t *testing.T) {
 	_, err := e.mount(p, nil)
 	wantCode(t, err, codes.FailedPrecondition, "several user-assigned identities", "set userAssignedIdentityID", "kv1")
 	// An identity that is not assigned to this node.
-	stranger := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "stranger"})
+	stranger := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "stranger"})
 	p["userAssignedIdentityID"] = stranger["clientId"].(string)
 	_, err = e.mount(p, nil)
 	wantCode(t, err, codes.FailedPrecondition, "is not assigned to this node", stranger["clientId"].(string))
@@ -87,9 +88,9 @@ func TestUserAssignedIdentity(t *testing.T) {
 func TestSystemAssignedIdentity(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "from-system-assigned")
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "extra"})
-	admin(t, s, "vmss create", azsim.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
-	out := admin(t, s, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{"[system]", ua["id"].(string)}})
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "extra"})
+	admin(t, s, "vmss create", arm.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
+	out := admin(t, s, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{"[system]", ua["id"].(string)}})
 	grant(t, s, out["systemAssignedIdentity"].(string))
 	imds, _ := s.IMDSURL("vmss/rg/pool/0")
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.IMDSEndpoint = imds })
@@ -109,7 +110,7 @@ func TestSystemAssignedIdentity(t *testing.T) {
 func TestServicePrincipal(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "from-sp")
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "csi"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "csi"})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	p := e.baseParams("objectName: secret1\nobjectType: secret")
@@ -132,8 +133,8 @@ func TestWorkloadIdentity(t *testing.T) {
 	iss := azsimtest.NewIssuer(t)
 	s, cloudEnv := newSim(t, azsim.Config{TrustCAFiles: []string{iss.CAFile}})
 	vaultWithSecret(t, s, "from-workload-identity")
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
-	admin(t, s, "identity federated-credential create", azsim.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "app",
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "wi"})
+	admin(t, s, "identity federated-credential create", arm.FederatedArgs{ResourceGroup: "rg", IdentityName: "wi", Name: "app",
 		Issuer: iss.URL, Subject: "system:serviceaccount:default:app"})
 	grant(t, s, ua["clientId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)

@@ -13,6 +13,7 @@ import (
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azure/provider"
 )
 
@@ -60,8 +61,8 @@ func golden(t *testing.T, name string, got []byte) {
 // the files with golden files made from the fixed test PKI in testdata.
 func TestObjectsAndFormats(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	creds := map[string]string{"clientid": sp["appId"].(string), "clientsecret": sp["password"].(string)}
 
@@ -73,13 +74,13 @@ func TestObjectsAndFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin(t, s, "keyvault certificate import", azsim.CertArgs{VaultName: "kv1", Name: "tls-pfx", File: base64.StdEncoding.EncodeToString(pfx)})
+	admin(t, s, "keyvault certificate import", arm.CertArgs{VaultName: "kv1", Name: "tls-pfx", File: base64.StdEncoding.EncodeToString(pfx)})
 	pemBundle := string(fixture(t, "root.crt")) + string(fixture(t, "leaf.key")) + string(fixture(t, "leaf.crt")) + string(fixture(t, "intermediate.crt"))
-	admin(t, s, "keyvault certificate import", azsim.CertArgs{VaultName: "kv1", Name: "tls-pem", File: pemBundle})
-	admin(t, s, "keyvault key import", azsim.KeyArgs{VaultName: "kv1", Name: "rsa", PEM: string(fixture(t, "rsa.key"))})
-	admin(t, s, "keyvault key import", azsim.KeyArgs{VaultName: "kv1", Name: "ec", PEM: string(fixture(t, "ec-p384.key"))})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "b64", Value: base64.StdEncoding.EncodeToString([]byte("binary\x00data"))})
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "hexed", Value: hex.EncodeToString([]byte("hex data"))})
+	admin(t, s, "keyvault certificate import", arm.CertArgs{VaultName: "kv1", Name: "tls-pem", File: pemBundle})
+	admin(t, s, "keyvault key import", arm.KeyArgs{VaultName: "kv1", Name: "rsa", PEM: string(fixture(t, "rsa.key"))})
+	admin(t, s, "keyvault key import", arm.KeyArgs{VaultName: "kv1", Name: "ec", PEM: string(fixture(t, "ec-p384.key"))})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "b64", Value: base64.StdEncoding.EncodeToString([]byte("binary\x00data"))})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "hexed", Value: hex.EncodeToString([]byte("hex data"))})
 
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.SeparateCertKey = true })
 	resp, err := e.mount(e.baseParams(
@@ -133,13 +134,13 @@ func TestObjectsAndFormats(t *testing.T) {
 // at a pinned objectVersion.
 func TestVersionHistory(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	var versions []string
 	for _, v := range []string{"v1", "v2", "v3-disabled", "v4"} {
-		out := admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "rotating", Value: v, Disabled: v == "v3-disabled"})
+		out := admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "rotating", Value: v, Disabled: v == "v3-disabled"})
 		versions = append(versions, filepath.Base(out["id"].(string)))
 	}
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	creds := map[string]string{"clientid": sp["appId"].(string), "clientsecret": sp["password"].(string)}
 	e := startProvider(t, s, cloudEnv, nil)
@@ -169,10 +170,10 @@ func TestVersionHistory(t *testing.T) {
 // one; by default it is written as stored (TestObjectsAndFormats).
 func TestOrderPEMCertSecrets(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	pemBundle := string(fixture(t, "root.crt")) + string(fixture(t, "leaf.key")) + string(fixture(t, "leaf.crt")) + string(fixture(t, "intermediate.crt"))
-	admin(t, s, "keyvault certificate import", azsim.CertArgs{VaultName: "kv1", Name: "tls-pem", File: pemBundle})
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	admin(t, s, "keyvault certificate import", arm.CertArgs{VaultName: "kv1", Name: "tls-pem", File: pemBundle})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.OrderPEMSecrets = true })
 	resp, err := e.mount(e.baseParams("objectName: tls-pem\nobjectType: secret"), spCreds(sp))

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/refresh"
 )
 
@@ -21,13 +22,13 @@ import (
 // exist reads once and changes nothing.
 func TestPushedRefresh(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
-	admin(t, s, "keyvault create", azsim.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
+	admin(t, s, "keyvault create", arm.VaultArgs{Name: "kv1", ResourceGroup: "rg"})
 	var objs []string
 	for i := range 4 {
-		admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: fmt.Sprintf("old%d", i)})
+		admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: fmt.Sprintf("s%d", i), Value: fmt.Sprintf("old%d", i)})
 		objs = append(objs, fmt.Sprintf("objectName: s%d\nobjectType: secret", i))
 	}
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	pods := make([]params, 5)
@@ -54,7 +55,7 @@ func TestPushedRefresh(t *testing.T) {
 	}
 
 	// A new version of s1: every pod gets it, with one read in all.
-	set := admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s1", Value: "new1"})
+	set := admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s1", Value: "new1"})
 	ch := refresh.Change{ID: "ev-1", Vault: "KV1", Kind: refresh.KindSecret, Name: "S1", Version: versionOf(set)}
 	before := gets()
 	noticed := time.Now()
@@ -88,7 +89,7 @@ func TestPushedRefresh(t *testing.T) {
 	// A read begun before the change was noticed does not serve it: a
 	// version set after the last read is read afresh even though this
 	// epoch's cache holds s1.
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: "s1", Value: "newer1"})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: "s1", Value: "newer1"})
 	resp := push(0, refresh.Request{Since: time.Now(), Changes: []refresh.Change{{ID: "ev-2", Vault: "kv1", Kind: refresh.KindSecret, Name: "s1"}}})
 	if got := string(filesOf(resp)["s1"].GetContents()); got != "newer1" {
 		t.Fatalf("s1 is %q after a change without a version, want newer1", got)
@@ -122,7 +123,7 @@ func TestPushedRefresh(t *testing.T) {
 
 	// A pushed refresh still checks the mount's own identity: a principal
 	// without access gets nothing, though the versions are held.
-	other := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	other := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	p := copyParams(pods[4])
 	p[refresh.Attribute] = refresh.Request{Since: time.Now(), Changes: []refresh.Change{ch}}.Format()
 	resp, err := e.republish(p, spCreds(other), mounted[4])
@@ -136,7 +137,7 @@ func TestPushedRefresh(t *testing.T) {
 func TestRefreshAttributeRefused(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "v")
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	p := e.baseParams("objectName: secret1\nobjectType: secret")

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 )
 
 // TestEmptyObjectsArray: a class whose objects array is empty mounts with
@@ -21,7 +22,7 @@ import (
 func TestEmptyObjectsArray(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "v")
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "a"})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{Name: "a"})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	for _, objects := range []string{"array: []", "array:\n", "array: [] # none yet"} {
@@ -52,7 +53,7 @@ func TestEmptyObjectsArray(t *testing.T) {
 func FuzzMount(f *testing.F) {
 	s, cloudEnv := newSim(f, azsim.Config{})
 	vaultWithSecret(f, s, "v")
-	sp := admin(f, s, "ad sp create-for-rbac", azsim.SPArgs{Name: "a"})
+	sp := admin(f, s, "ad sp create-for-rbac", arm.SPArgs{Name: "a"})
 	grant(f, s, sp["appId"].(string))
 	e := startProvider(f, s, cloudEnv, nil)
 	creds, _ := json.Marshal(spCreds(sp))

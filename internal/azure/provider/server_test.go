@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/podidentity"
 	"kvmount.dev/kvmount/internal/azure/provider"
 	"kvmount.dev/kvmount/internal/localcluster"
@@ -122,9 +123,9 @@ func TestPodIdentity(t *testing.T) {
 	}
 	s, cloudEnv := newSim(t, azsim.Config{Kubeconfig: cluster.KubeconfigPath})
 	vaultWithSecret(t, s, "from-pod-identity")
-	admin(t, s, "aks create", azsim.AKSArgs{ResourceGroup: "rg", Name: "aks1", NodeCount: 1})
-	id := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
-	admin(t, s, "aks pod-identity add", azsim.PodIdentityArgs{ResourceGroup: "rg", ClusterName: "aks1", Namespace: "default", Name: "pod-id", IdentityResourceID: id["id"].(string)})
+	admin(t, s, "aks create", arm.AKSArgs{ResourceGroup: "rg", Name: "aks1", NodeCount: 1})
+	id := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
+	admin(t, s, "aks pod-identity add", arm.PodIdentityArgs{ResourceGroup: "rg", ClusterName: "aks1", Namespace: "default", Name: "pod-id", IdentityResourceID: id["id"].(string)})
 	grant(t, s, id["clientId"].(string))
 	var nmi, node string
 	for name, url := range s.Endpoints().NMI { // one node

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"kvmount.dev/kvmount/internal/azsim"
+	"kvmount.dev/kvmount/internal/azsim/arm"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
 	"kvmount.dev/kvmount/internal/azure/identity"
 	"kvmount.dev/kvmount/internal/azure/provider"
@@ -28,7 +29,7 @@ import (
 
 func setSecret(t testing.TB, s *azsim.Server, name, value string) {
 	t.Helper()
-	admin(t, s, "keyvault secret set", azsim.SecretArgs{VaultName: "kv1", Name: name, Value: value})
+	admin(t, s, "keyvault secret set", arm.SecretArgs{VaultName: "kv1", Name: name, Value: value})
 }
 
 // TestFirstMountReadsKeyVault: "update the secret, then roll the
@@ -38,7 +39,7 @@ func setSecret(t testing.TB, s *azsim.Server, name, value string) {
 func TestFirstMountReadsKeyVault(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "v1")
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	clock := newClock()
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.Now = clock.now })
@@ -80,7 +81,7 @@ func TestSharedReadSurvivesOtherMounts(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "x")
 	setSecret(t, s, "slow", "slow-value")
-	sp := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	sp := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, sp["appId"].(string))
 	e := startProvider(t, s, cloudEnv, nil)
 	// Warm the principal's token and the vault's challenge, so that A's
@@ -180,9 +181,9 @@ func TestPodIdentityAsksNMIEveryMount(t *testing.T) {
 func podIdentityEnv(t testing.TB) (*azsim.Server, *env, *nmi) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "bound")
-	ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
-	admin(t, s, "vmss create", azsim.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
-	admin(t, s, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
+	ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: "pod-id"})
+	admin(t, s, "vmss create", arm.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
+	admin(t, s, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
 	grant(t, s, ua["clientId"].(string))
 	imds, _ := s.IMDSURL("vmss/rg/pool/0")
 	n := newNMI(t, imds, ua["clientId"].(string))
@@ -238,8 +239,8 @@ func TestThrottleSharedAcrossMounts(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "x")
 	setSecret(t, s, "other", "y")
-	a := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
-	b := admin(t, s, "ad sp create-for-rbac", azsim.SPArgs{})
+	a := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
+	b := admin(t, s, "ad sp create-for-rbac", arm.SPArgs{})
 	grant(t, s, a["appId"].(string))
 	grant(t, s, b["appId"].(string))
 	e := startProvider(t, s, cloudEnv, func(rc *provider.RunConfig) { rc.MountTimeout = 40 * time.Second })
@@ -374,11 +375,11 @@ func closedPort(t *testing.T) string {
 func TestIMDSLimits(t *testing.T) {
 	s, cloudEnv := newSim(t, azsim.Config{})
 	vaultWithSecret(t, s, "x")
-	admin(t, s, "vmss create", azsim.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
+	admin(t, s, "vmss create", arm.MachineArgs{ResourceGroup: "rg", Name: "pool", InstanceCount: 1})
 	var ids []string
 	for i := range 20 {
-		ua := admin(t, s, "identity create", azsim.IdentityArgs{ResourceGroup: "rg", Name: fmt.Sprintf("id%d", i)})
-		admin(t, s, "vmss identity assign", azsim.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
+		ua := admin(t, s, "identity create", arm.IdentityArgs{ResourceGroup: "rg", Name: fmt.Sprintf("id%d", i)})
+		admin(t, s, "vmss identity assign", arm.AssignArgs{ResourceGroup: "rg", Name: "pool", Identities: []string{ua["id"].(string)}})
 		grant(t, s, ua["clientId"].(string))
 		ids = append(ids, ua["clientId"].(string))
 	}

@@ -1,4 +1,4 @@
-package azsim
+package arm
 
 import (
 	"context"
@@ -21,7 +21,7 @@ func init() {
 	register("ad app federated-credential create", appFederatedCredentialCreate)
 }
 
-func accountShow(_ context.Context, s *Server, _ struct{}) (any, error) {
+func accountShow(_ context.Context, s *Env, _ struct{}) (any, error) {
 	return map[string]any{"id": s.cloud.SubscriptionID, "tenantId": s.cloud.TenantID, "name": "azsim",
 		"isDefault": true, "state": "Enabled", "environmentName": "AzureCloud"}, nil
 }
@@ -35,7 +35,7 @@ type IdentityArgs struct {
 	TenantID      string `json:"tenantId,omitempty"`
 }
 
-func identityCreate(_ context.Context, s *Server, a IdentityArgs) (any, error) {
+func identityCreate(_ context.Context, s *Env, a IdentityArgs) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func identityCreate(_ context.Context, s *Server, a IdentityArgs) (any, error) {
 	return identityJSON(p, a.Location), err
 }
 
-func identityShow(_ context.Context, s *Server, a IdentityArgs) (any, error) {
+func identityShow(_ context.Context, s *Env, a IdentityArgs) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func identityShow(_ context.Context, s *Server, a IdentityArgs) (any, error) {
 	return identityJSON(p, a.Location), err
 }
 
-func (s *Server) userAssigned(rg, name string) (store.Principal, error) {
+func (s *Env) userAssigned(rg, name string) (store.Principal, error) {
 	var p store.Principal
 	err := s.view(func(tx *store.Tx) error {
 		var err error
@@ -92,7 +92,7 @@ type FederatedArgs struct {
 	Audiences     []string `json:"audiences,omitempty"`
 }
 
-func federatedCredentialCreate(_ context.Context, s *Server, a FederatedArgs) (any, error) {
+func federatedCredentialCreate(_ context.Context, s *Env, a FederatedArgs) (any, error) {
 	if err := required("--identity-name", a.IdentityName, "--resource-group/-g", a.ResourceGroup); err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func federatedCredentialCreate(_ context.Context, s *Server, a FederatedArgs) (a
 // federatedCredentialDelete removes an identity's federated credential, as
 // `az identity federated-credential delete` does: Entra ID refuses the
 // service account's tokens from then on.
-func federatedCredentialDelete(_ context.Context, s *Server, a FederatedArgs) (any, error) {
+func federatedCredentialDelete(_ context.Context, s *Env, a FederatedArgs) (any, error) {
 	if err := required("--identity-name", a.IdentityName, "--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func federatedCredentialDelete(_ context.Context, s *Server, a FederatedArgs) (a
 	return nil, err
 }
 
-func appFederatedCredentialCreate(_ context.Context, s *Server, a FederatedArgs) (any, error) {
+func appFederatedCredentialCreate(_ context.Context, s *Env, a FederatedArgs) (any, error) {
 	if err := required("--id", a.AppID); err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func appFederatedCredentialCreate(_ context.Context, s *Server, a FederatedArgs)
 // addFederated records a federated credential for principal p. Managed
 // identities get an app record on first use, so that Entra ID finds every
 // federated client the same way: by client ID.
-func (s *Server) addFederated(p store.Principal, a FederatedArgs) (any, error) {
+func (s *Env) addFederated(p store.Principal, a FederatedArgs) (any, error) {
 	if err := required("--name/-n", a.Name, "--issuer", a.Issuer, "--subject", a.Subject); err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ type SPArgs struct {
 
 // spCreateForRBAC registers an app with a service principal and a client
 // secret, shown once, as `az ad sp create-for-rbac` does.
-func spCreateForRBAC(_ context.Context, s *Server, a SPArgs) (any, error) {
+func spCreateForRBAC(_ context.Context, s *Env, a SPArgs) (any, error) {
 	name := orDefault(a.Name, "azure-cli-"+strings.ReplaceAll(store.NewGUID()[:8], "-", ""))
 	secret, err := newClientSecret()
 	if err != nil {

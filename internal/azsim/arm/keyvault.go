@@ -1,4 +1,4 @@
-package azsim
+package arm
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kvmount.dev/kvmount/internal/azsim/eventgrid"
+	"kvmount.dev/kvmount/internal/azsim/hosts"
 	"kvmount.dev/kvmount/internal/azsim/keyvault"
 	"kvmount.dev/kvmount/internal/azsim/store"
 )
@@ -29,7 +30,6 @@ func init() {
 	register("keyvault certificate import", certificateImport)
 	register("keyvault certificate create", certificateCreate)
 	register("keyvault stats", keyvaultStats)
-	register("token stats", func(_ context.Context, s *Server, _ struct{}) (any, error) { return s.TokenStats(), nil })
 }
 
 // VaultArgs names or creates a key vault.
@@ -43,7 +43,7 @@ type VaultArgs struct {
 
 var vaultNameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
 
-func keyvaultCreate(_ context.Context, s *Server, a VaultArgs) (any, error) {
+func keyvaultCreate(_ context.Context, s *Env, a VaultArgs) (any, error) {
 	if err := required("--name/-n", a.Name, "--resource-group/-g", a.ResourceGroup); err != nil {
 		return nil, err
 	}
@@ -64,15 +64,17 @@ func keyvaultCreate(_ context.Context, s *Server, a VaultArgs) (any, error) {
 	return s.vaultJSON(v), nil
 }
 
-func keyvaultShow(_ context.Context, s *Server, a VaultArgs) (any, error) {
-	v, err := s.vaultByName(a.Name)
+func keyvaultShow(_ context.Context, s *Env, a VaultArgs) (any, error) {
+	v, err := s.VaultByName(a.Name)
 	if err != nil {
 		return nil, err
 	}
 	return s.vaultJSON(v), nil
 }
 
-func (s *Server) vaultByName(name string) (store.Vault, error) {
+// VaultByName is the vault of that name, or a not-found error that says
+// how to create it.
+func (s *Env) VaultByName(name string) (store.Vault, error) {
 	var v store.Vault
 	err := s.view(func(tx *store.Tx) error {
 		var err error
@@ -85,7 +87,7 @@ func (s *Server) vaultByName(name string) (store.Vault, error) {
 	return v, err
 }
 
-func (s *Server) vaultJSON(v store.Vault) map[string]any {
+func (s *Env) vaultJSON(v store.Vault) map[string]any {
 	var policies []map[string]any
 	for _, p := range v.Policies {
 		policies = append(policies, map[string]any{"tenantId": p.TenantID, "objectId": p.ObjectID,
@@ -97,7 +99,7 @@ func (s *Server) vaultJSON(v store.Vault) map[string]any {
 		"resourceGroup": v.ResourceGroup,
 		"location":      v.Location,
 		"type":          "Microsoft.KeyVault/vaults",
-		"properties": map[string]any{"tenantId": v.TenantID, "vaultUri": VaultURL(v.Name) + "/",
+		"properties": map[string]any{"tenantId": v.TenantID, "vaultUri": hosts.VaultURL(v.Name) + "/",
 			"enableRbacAuthorization": v.RBAC, "accessPolicies": policies, "sku": map[string]string{"family": "A", "name": "standard"}},
 	}
 }
@@ -119,7 +121,7 @@ var validPerms = map[string][]string{
 	"certificate": {"all", "backup", "create", "delete", "deleteissuers", "get", "getissuers", "import", "list", "listissuers", "managecontacts", "manageissuers", "purge", "recover", "restore", "setissuers", "update"},
 }
 
-func keyvaultSetPolicy(_ context.Context, s *Server, a PolicyArgs) (any, error) {
+func keyvaultSetPolicy(_ context.Context, s *Env, a PolicyArgs) (any, error) {
 	if err := required("--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -151,7 +153,7 @@ func keyvaultSetPolicy(_ context.Context, s *Server, a PolicyArgs) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	s.eg.PublishAccessPolicyChanged(s.vaultID(v), v.Name, VaultURL(v.Name))
+	s.eg.PublishAccessPolicyChanged(s.VaultID(v), v.Name, hosts.VaultURL(v.Name))
 	return s.vaultJSON(v), nil
 }
 
@@ -183,7 +185,7 @@ func lower(xs []string) []string {
 
 // eventGridRole assigns a data role on an Event Grid namespace scope;
 // handled is false for other scopes.
-func (s *Server) eventGridRole(a RoleArgs) (any, bool, error) {
+func (s *Env) eventGridRole(a RoleArgs) (any, bool, error) {
 	if !eventgrid.NamespaceScope(a.Scope) {
 		return nil, false, nil
 	}
@@ -197,7 +199,7 @@ func (s *Server) eventGridRole(a RoleArgs) (any, bool, error) {
 	}
 	ra, err := s.eg.AssignRole(a.Scope, p.ObjectID, a.Role)
 	if err != nil {
-		_, err = adminErr(nil, err)
+		_, err = FromEventGrid(nil, err)
 		return nil, true, err
 	}
 	return map[string]any{"id": a.Scope + "/providers/Microsoft.Authorization/roleAssignments/" + ra.ID, "name": ra.ID,
@@ -224,7 +226,7 @@ var roleIDs = map[string]string{
 
 var vaultScopeRE = regexp.MustCompile(`(?i)^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.keyvault/vaults/([^/]+)(/(secrets|keys|certificates)/[^/]+)?$`)
 
-func roleAssignmentCreate(_ context.Context, s *Server, a RoleArgs) (any, error) {
+func roleAssignmentCreate(_ context.Context, s *Env, a RoleArgs) (any, error) {
 	if err := required("--assignee", a.Assignee, "--role", a.Role, "--scope", a.Scope); err != nil {
 		return nil, err
 	}
@@ -275,11 +277,11 @@ type SecretArgs struct {
 	Version     string `json:"version,omitempty"`
 }
 
-func secretSet(_ context.Context, s *Server, a SecretArgs) (any, error) {
+func secretSet(_ context.Context, s *Env, a SecretArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
-	if _, err := s.vaultByName(a.VaultName); err != nil {
+	if _, err := s.VaultByName(a.VaultName); err != nil {
 		return nil, err
 	}
 	attrs, err := attributesArg(!a.Disabled, a.NotBefore, a.Expires)
@@ -302,11 +304,11 @@ type SecretAttrArgs struct {
 	Enabled   *bool  `json:"enabled,omitempty"`
 }
 
-func secretSetAttributes(_ context.Context, s *Server, a SecretAttrArgs) (any, error) {
+func secretSetAttributes(_ context.Context, s *Env, a SecretAttrArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
-	if _, err := s.vaultByName(a.VaultName); err != nil {
+	if _, err := s.VaultByName(a.VaultName); err != nil {
 		return nil, err
 	}
 	if a.Enabled == nil {
@@ -319,7 +321,7 @@ func secretSetAttributes(_ context.Context, s *Server, a SecretAttrArgs) (any, e
 	return secretJSON(sec, false), nil
 }
 
-func secretShow(_ context.Context, s *Server, a SecretArgs) (any, error) {
+func secretShow(_ context.Context, s *Env, a SecretArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -341,7 +343,7 @@ func secretShow(_ context.Context, s *Server, a SecretArgs) (any, error) {
 
 // secretList lists a vault's secrets as `az keyvault secret list` does:
 // each name once, its id without a version, and never a value.
-func secretList(_ context.Context, s *Server, a SecretArgs) (any, error) {
+func secretList(_ context.Context, s *Env, a SecretArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName); err != nil {
 		return nil, err
 	}
@@ -356,7 +358,7 @@ func secretList(_ context.Context, s *Server, a SecretArgs) (any, error) {
 	items := make([]any, 0, len(latest))
 	for _, sec := range latest {
 		item := secretJSON(sec, false)
-		item["id"] = VaultURL(sec.Vault) + "/secrets/" + sec.Name
+		item["id"] = hosts.VaultURL(sec.Vault) + "/secrets/" + sec.Name
 		items = append(items, item)
 	}
 	return map[string]any{"value": items}, nil
@@ -365,7 +367,7 @@ func secretList(_ context.Context, s *Server, a SecretArgs) (any, error) {
 // secretJSON is the CLI's view of a secret; the value only for its owner's
 // own `secret set`/`show`, never in logs.
 func secretJSON(sec store.Secret, withValue bool) map[string]any {
-	out := map[string]any{"id": VaultURL(sec.Vault) + "/secrets/" + sec.Name + "/" + sec.Version, "name": sec.Name,
+	out := map[string]any{"id": hosts.VaultURL(sec.Vault) + "/secrets/" + sec.Name + "/" + sec.Version, "name": sec.Name,
 		"contentType": sec.ContentType, "attributes": map[string]any{"enabled": sec.Attributes.Enabled,
 			"created": sec.Attributes.Created.Format(time.RFC3339), "updated": sec.Attributes.Updated.Format(time.RFC3339)},
 		"managed": sec.Managed}
@@ -407,11 +409,11 @@ type KeyArgs struct {
 	PEM string `json:"pem,omitempty"`
 }
 
-func keyCreate(_ context.Context, s *Server, a KeyArgs) (any, error) {
+func keyCreate(_ context.Context, s *Env, a KeyArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
-	if _, err := s.vaultByName(a.VaultName); err != nil {
+	if _, err := s.VaultByName(a.VaultName); err != nil {
 		return nil, err
 	}
 	k, err := s.kv.CreateKey(a.VaultName, a.Name, keyvault.CreateKeyParams{KTY: orDefault(a.KTY, "RSA"), KeySize: a.Size, Curve: a.Curve, KeyOps: a.Ops})
@@ -421,11 +423,11 @@ func keyCreate(_ context.Context, s *Server, a KeyArgs) (any, error) {
 	return keyJSON(k), nil
 }
 
-func keyImport(_ context.Context, s *Server, a KeyArgs) (any, error) {
+func keyImport(_ context.Context, s *Env, a KeyArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name, "--pem-file", a.PEM); err != nil {
 		return nil, err
 	}
-	if _, err := s.vaultByName(a.VaultName); err != nil {
+	if _, err := s.VaultByName(a.VaultName); err != nil {
 		return nil, err
 	}
 	k, err := s.kv.ImportKeyPEM(a.VaultName, a.Name, []byte(a.PEM), a.Ops)
@@ -436,7 +438,7 @@ func keyImport(_ context.Context, s *Server, a KeyArgs) (any, error) {
 }
 
 func keyJSON(k store.Key) map[string]any {
-	return map[string]any{"key": map[string]any{"kid": VaultURL(k.Vault) + "/keys/" + k.Name + "/" + k.Version, "kty": k.KTY, "keyOps": k.Ops},
+	return map[string]any{"key": map[string]any{"kid": hosts.VaultURL(k.Vault) + "/keys/" + k.Name + "/" + k.Version, "kty": k.KTY, "keyOps": k.Ops},
 		"name": k.Name, "attributes": map[string]any{"enabled": k.Attributes.Enabled}, "managed": k.Managed}
 }
 
@@ -452,11 +454,11 @@ type CertArgs struct {
 	Policy *keyvault.CertPolicy `json:"policy,omitempty"`
 }
 
-func certificateImport(_ context.Context, s *Server, a CertArgs) (any, error) {
+func certificateImport(_ context.Context, s *Env, a CertArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name, "--file/-f", a.File); err != nil {
 		return nil, err
 	}
-	if _, err := s.vaultByName(a.VaultName); err != nil {
+	if _, err := s.VaultByName(a.VaultName); err != nil {
 		return nil, err
 	}
 	c, err := s.kv.ImportCertificate(a.VaultName, a.Name, keyvault.ImportCertParams{Value: a.File, Password: a.Password, Policy: a.Policy})
@@ -466,14 +468,14 @@ func certificateImport(_ context.Context, s *Server, a CertArgs) (any, error) {
 	return certJSON(c), nil
 }
 
-func certificateCreate(_ context.Context, s *Server, a CertArgs) (any, error) {
+func certificateCreate(_ context.Context, s *Env, a CertArgs) (any, error) {
 	if err := required("--vault-name", a.VaultName, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
 	if a.Policy == nil {
 		return nil, invalid("the following arguments are required: --policy/-p (try `azsim keyvault certificate get-default-policy`)")
 	}
-	if _, err := s.vaultByName(a.VaultName); err != nil {
+	if _, err := s.VaultByName(a.VaultName); err != nil {
 		return nil, err
 	}
 	c, err := s.kv.CreateCertificate(a.VaultName, a.Name, keyvault.CreateCertParams{Policy: a.Policy})
@@ -484,7 +486,7 @@ func certificateCreate(_ context.Context, s *Server, a CertArgs) (any, error) {
 }
 
 func certJSON(c store.Certificate) map[string]any {
-	base := VaultURL(c.Vault)
+	base := hosts.VaultURL(c.Vault)
 	return map[string]any{"id": base + "/certificates/" + c.Name + "/" + c.Version, "name": c.Name,
 		"kid": base + "/keys/" + c.Name + "/" + c.Version, "sid": base + "/secrets/" + c.Name + "/" + c.Version,
 		"cer": base64.StdEncoding.EncodeToString(c.Leaf), "policy": map[string]any{"secretProperties": map[string]any{"contentType": c.ContentType},
@@ -497,7 +499,7 @@ type StatsArgs struct {
 	Reset bool   `json:"reset,omitempty"`
 }
 
-func keyvaultStats(_ context.Context, s *Server, a StatsArgs) (any, error) {
+func keyvaultStats(_ context.Context, s *Env, a StatsArgs) (any, error) {
 	st := s.kv.Stats(strings.ToLower(a.Name))
 	if a.Reset {
 		s.kv.ResetStats()

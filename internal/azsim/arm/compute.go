@@ -1,4 +1,4 @@
-package azsim
+package arm
 
 import (
 	"context"
@@ -6,20 +6,21 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"kvmount.dev/kvmount/internal/azsim/store"
 )
 
 func init() {
-	register("vm create", func(ctx context.Context, s *Server, a MachineArgs) (any, error) { return s.machineCreate(a, false) })
-	register("vmss create", func(ctx context.Context, s *Server, a MachineArgs) (any, error) { return s.machineCreate(a, true) })
-	register("vm identity assign", func(ctx context.Context, s *Server, a AssignArgs) (any, error) { return s.identityAssign(a, false) })
-	register("vmss identity assign", func(ctx context.Context, s *Server, a AssignArgs) (any, error) { return s.identityAssign(a, true) })
-	register("vm identity show", func(ctx context.Context, s *Server, a MachineArgs) (any, error) {
+	register("vm create", func(ctx context.Context, s *Env, a MachineArgs) (any, error) { return s.machineCreate(a, false) })
+	register("vmss create", func(ctx context.Context, s *Env, a MachineArgs) (any, error) { return s.machineCreate(a, true) })
+	register("vm identity assign", func(ctx context.Context, s *Env, a AssignArgs) (any, error) { return s.identityAssign(a, false) })
+	register("vmss identity assign", func(ctx context.Context, s *Env, a AssignArgs) (any, error) { return s.identityAssign(a, true) })
+	register("vm identity show", func(ctx context.Context, s *Env, a MachineArgs) (any, error) {
 		return s.identityShowMachine(a, false)
 	})
-	register("vmss identity show", func(ctx context.Context, s *Server, a MachineArgs) (any, error) {
+	register("vmss identity show", func(ctx context.Context, s *Env, a MachineArgs) (any, error) {
 		return s.identityShowMachine(a, true)
 	})
 	register("vmss list-instances", vmssListInstances)
@@ -38,7 +39,7 @@ type MachineArgs struct {
 	AssignIdentity bool `json:"assignIdentity,omitempty"`
 }
 
-func (s *Server) machineCreate(a MachineArgs, scaleSet bool) (any, error) {
+func (s *Env) machineCreate(a MachineArgs, scaleSet bool) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -64,7 +65,7 @@ func (s *Server) machineCreate(a MachineArgs, scaleSet bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureIMDS(m); err != nil {
+	if err := s.host.EnsureIMDS(m); err != nil {
 		return nil, err
 	}
 	return s.machineJSON(m), nil
@@ -78,7 +79,7 @@ func kindName(scaleSet bool) string {
 }
 
 // enableSystem gives m a system-assigned identity unless it has one.
-func (s *Server) enableSystem(tx *store.Tx, m *store.Machine) error {
+func (s *Env) enableSystem(tx *store.Tx, m *store.Machine) error {
 	if m.SystemAssigned != "" {
 		return nil
 	}
@@ -97,7 +98,7 @@ type AssignArgs struct {
 	Identities    []string `json:"identities,omitempty"`
 }
 
-func (s *Server) identityAssign(a AssignArgs, scaleSet bool) (any, error) {
+func (s *Env) identityAssign(a AssignArgs, scaleSet bool) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ func (s *Server) identityAssign(a AssignArgs, scaleSet bool) (any, error) {
 	return map[string]any{"systemAssignedIdentity": out["principalId"], "userAssignedIdentities": out["userAssignedIdentities"]}, nil
 }
 
-func (s *Server) assignOne(tx *store.Tx, m *store.Machine, rg, id string) error {
+func (s *Env) assignOne(tx *store.Tx, m *store.Machine, rg, id string) error {
 	if strings.EqualFold(id, "[system]") {
 		return s.enableSystem(tx, m)
 	}
@@ -144,7 +145,7 @@ func (s *Server) assignOne(tx *store.Tx, m *store.Machine, rg, id string) error 
 	return nil
 }
 
-func (s *Server) machine(tx *store.Tx, scaleSet bool, rg, name string) (store.Machine, error) {
+func (s *Env) machine(tx *store.Tx, scaleSet bool, rg, name string) (store.Machine, error) {
 	m, err := store.Get[store.Machine](tx, store.BucketMachines, store.MachineKey(scaleSet, rg, name))
 	if errors.Is(err, store.ErrNotFound) {
 		kind := "virtualMachines"
@@ -156,7 +157,7 @@ func (s *Server) machine(tx *store.Tx, scaleSet bool, rg, name string) (store.Ma
 	return m, err
 }
 
-func (s *Server) identityShowMachine(a MachineArgs, scaleSet bool) (any, error) {
+func (s *Env) identityShowMachine(a MachineArgs, scaleSet bool) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -173,7 +174,7 @@ func (s *Server) identityShowMachine(a MachineArgs, scaleSet bool) (any, error) 
 }
 
 // identityOf is the machine's `identity` block as ARM shows it.
-func (s *Server) identityOf(m store.Machine) map[string]any {
+func (s *Env) identityOf(m store.Machine) map[string]any {
 	out := map[string]any{"type": "None"}
 	var types []string
 	_ = s.view(func(tx *store.Tx) error {
@@ -199,7 +200,7 @@ func (s *Server) identityOf(m store.Machine) map[string]any {
 	return out
 }
 
-func (s *Server) machineJSON(m store.Machine) map[string]any {
+func (s *Env) machineJSON(m store.Machine) map[string]any {
 	out := map[string]any{"id": store.MachineResourceID(s.cloud.SubscriptionID, m), "name": m.Name,
 		"resourceGroup": m.ResourceGroup, "identity": s.identityOf(m)}
 	if m.ScaleSet {
@@ -210,7 +211,7 @@ func (s *Server) machineJSON(m store.Machine) map[string]any {
 
 // vmssList lists the scale sets of a resource group (an AKS node resource
 // group holds the node pool's).
-func vmssList(_ context.Context, s *Server, a MachineArgs) (any, error) {
+func vmssList(_ context.Context, s *Env, a MachineArgs) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup); err != nil {
 		return nil, err
 	}
@@ -229,7 +230,7 @@ func vmssList(_ context.Context, s *Server, a MachineArgs) (any, error) {
 	return map[string]any{"value": list}, nil
 }
 
-func vmssListInstances(_ context.Context, s *Server, a MachineArgs) (any, error) {
+func vmssListInstances(_ context.Context, s *Env, a MachineArgs) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -243,11 +244,19 @@ func vmssListInstances(_ context.Context, s *Server, a MachineArgs) (any, error)
 	}
 	var list []map[string]any
 	for i := range m.Instances {
-		url, _ := s.IMDSURL(InstanceKey(m, i))
+		url, _ := s.host.IMDSURL(InstanceKey(m, i))
 		list = append(list, map[string]any{"instanceId": fmt.Sprint(i), "name": fmt.Sprintf("%s_%d", m.Name, i),
 			"osProfile": map[string]any{"computerName": ComputerName(m.Name, i)}, "imdsEndpoint": url})
 	}
 	return map[string]any{"value": list}, nil
+}
+
+// InstanceKey names one machine instance: a VM, or instance i of a scale set.
+func InstanceKey(m store.Machine, i int) string {
+	if !m.ScaleSet {
+		return store.MachineKey(false, m.ResourceGroup, m.Name)
+	}
+	return store.MachineKey(true, m.ResourceGroup, m.Name) + "/" + strconv.Itoa(i)
 }
 
 // ComputerName is instance i's host name, as AKS names its nodes:
@@ -285,7 +294,7 @@ type AKSArgs struct {
 // set with one IMDS per node, the kubelet identity, and for the
 // azure-keyvault-secrets-provider add-on its own identity, both assigned to
 // the scale set as AKS does.
-func aksCreate(_ context.Context, s *Server, a AKSArgs) (any, error) {
+func aksCreate(_ context.Context, s *Env, a AKSArgs) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -324,13 +333,13 @@ func aksCreate(_ context.Context, s *Server, a AKSArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureNMI(c); err != nil {
+	if err := s.host.EnsureNMI(c); err != nil {
 		return nil, err
 	}
 	return s.aksJSON(c, a.Location, a.NodeCount)
 }
 
-func aksShow(_ context.Context, s *Server, a AKSArgs) (any, error) {
+func aksShow(_ context.Context, s *Env, a AKSArgs) (any, error) {
 	if err := required("--resource-group/-g", a.ResourceGroup, "--name/-n", a.Name); err != nil {
 		return nil, err
 	}
@@ -350,7 +359,7 @@ func aksShow(_ context.Context, s *Server, a AKSArgs) (any, error) {
 	return s.aksJSON(c, orDefault(a.Location, "westus2"), m.Instances)
 }
 
-func (s *Server) aksJSON(c store.Cluster, location string, nodes int) (map[string]any, error) {
+func (s *Env) aksJSON(c store.Cluster, location string, nodes int) (map[string]any, error) {
 	out := map[string]any{
 		"id":                fmt.Sprintf("/subscriptions/%s/resourcegroups/%s/providers/Microsoft.ContainerService/managedClusters/%s", s.cloud.SubscriptionID, c.ResourceGroup, c.Name),
 		"name":              c.Name,
