@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kvmount.dev/kvmount/internal/pki"
@@ -103,6 +104,26 @@ func (c *Cluster) startMachineNode(ctx context.Context, i int, name, base string
 	return n, waitHTTP(ctx, kubelet, http.DefaultClient, "http://"+n.IP+":10248/healthz", 90*time.Second)
 }
 
+// createNode creates node name's object before its kubelet starts, as a
+// kubelet that restarts finds it. A new kubelet sets up CSI before it
+// registers its node, and that setup needs the node: it fails, and its
+// backoff (15 ms × 6ⁿ) next retries 19 s later, the node NotReady until
+// then — 20 s of every cluster start. The kubelet adopts the object as
+// its own on registration (labels, addresses, status).
+func (c *Cluster) createNode(name string) error {
+	cs, err := c.Client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create node %s: %w", name, err)
+	}
+	return nil
+}
+
 // kubeletParams are what differs between kubelets: where they serve,
 // their runtime, their directory (as the kubelet sees it) and certificate.
 type kubeletParams struct {
@@ -117,6 +138,9 @@ type kubeletParams struct {
 func (c *Cluster) startKubelet(n Node, kp kubeletParams, nodeIP string, start func(name string, args ...string) (*process, error)) (*process, error) {
 	kubeconfig, err := c.kubeconfigFor("kubelet-"+n.Name, pki.Spec{CommonName: "system:node:" + n.Name, Orgs: []string{"system:nodes"}, Client: true}, c.nodeServer)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.createNode(n.Name); err != nil {
 		return nil, err
 	}
 	configPath := filepath.Join(filepath.Dir(n.RootDir), "kubelet-config.yaml")
@@ -231,6 +255,7 @@ func (c *Cluster) notReady(list *corev1.NodeList, err error) []string {
 				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
 					ready[n.Name] = true
 				}
+
 			}
 		}
 	}

@@ -69,8 +69,13 @@ func startEnvWith(t testing.TB, nodes int, tune func(*localenv.Config)) (*locale
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	keepLogsOnFailure(t, dir)
+	began := time.Now()
 	cfg := localenv.Config{Dir: dir, BinDir: bin, Nodes: nodes,
-		SyncFrequency: 2 * time.Second, RotationPollInterval: 2 * time.Second, Logf: t.Logf}
+		SyncFrequency: 2 * time.Second, RotationPollInterval: 2 * time.Second,
+		Logf: func(format string, args ...any) {
+			t.Helper()
+			t.Logf("[%4.1fs] "+format, append([]any{time.Since(began).Seconds()}, args...)...)
+		}}
 	if tune != nil {
 		tune(&cfg)
 	}
