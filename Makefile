@@ -13,7 +13,7 @@ all: build
 
 ## build: the kvmount command into bin/
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 ## vet: go vet over both modules
 vet:
@@ -36,15 +36,21 @@ cluster-bins:
 cluster-bins-matrix:
 	tools/cluster/build.sh $(BIN) $(MATRIX)
 
-## clean-cache: remove the cached Kubernetes builds (every clone's)
+## clean-cache: remove the cached Kubernetes builds, helm and images (every clone's)
 clean-cache:
-	rm -rf "$${KVMOUNT_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/kvmount}/k8s"
+	c="$${KVMOUNT_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/kvmount}"; rm -rf "$$c/k8s" "$$c/helm" "$$c/images"
 
 ## images: kvmount's two images (linux/amd64 and linux/arm64, one OCI index
 ## each) and the local cluster's pause and busybox, as OCI archives in
 ## bin/images; prints the digests (the same on every build of a commit)
+# IMAGES_STAMP is what the images are built from when the working tree is
+# clean: the commit, Go, busybox and $$SOURCE_DATE_EPOCH. With changes in
+# the tree it is empty, and the images are built into bin/images each time.
+IMAGES_STAMP = $(shell [ -z "$$(git status --porcelain 2>/dev/null)" ] && git rev-parse -q --verify HEAD >/dev/null && \
+  { git rev-parse HEAD; $(GO) version; sha256sum < /bin/busybox; echo "$$SOURCE_DATE_EPOCH"; } | sha256sum | cut -c1-16)
 images:
-	cd tools/images && $(GO) run . --root $(CURDIR) --out $(BIN)/images
+	scripts/cached.sh images $(BIN)/images "$(IMAGES_STAMP)" -- \
+	  sh -c 'cd tools/images && $(GO) run . --root $(CURDIR) --out "$$CACHED_OUT"'
 
 ## host-deps: the host tools and packages the tests need (iproute2, util-linux,
 ## containerd, runc, CNI plugins, busybox-static, iptables)
@@ -96,10 +102,12 @@ manifests: tools
 ## (it reports the newest Kubernetes version kvmount tests, as helm's own
 ## release builds report theirs, so `helm template` needs no --kube-version)
 HELM_KUBE_MINOR := 37
+HELM_LDFLAGS := -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_KUBE_MINOR)
+# HELM_STAMP is what helm is built from: its module's pins, the flags, Go.
+HELM_STAMP = $(shell { cat tools/helm/go.mod tools/helm/go.sum; echo '$(HELM_LDFLAGS)'; $(GO) version; } | sha256sum | cut -c1-16)
 tools:
-	cd tools/helm && $(GO) build -o $(BIN)/helm \
-	  -ldflags "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_KUBE_MINOR)" \
-	  helm.sh/helm/v3/cmd/helm
+	CACHED_FILE=1 scripts/cached.sh helm $(BIN)/helm "$(HELM_STAMP)" -- \
+	  sh -c 'cd tools/helm && $(GO) build -trimpath -o "$$CACHED_OUT/helm" -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm'
 
 ## tidy: go mod tidy (see DESIGN.md for why -e may be needed)
 tidy:

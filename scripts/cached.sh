@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs a build once per distinct input and links its output into the clone,
+# so that a second clone, or CI's clean checkout, reuses it at once (as
+# tools/cluster/build.sh does for the Kubernetes binaries):
+#
+#   cached.sh NAME LINK STAMP -- COMMAND...
+#
+# COMMAND writes its output to the directory in $CACHED_OUT; the directory
+# becomes ${KVMOUNT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvmount}/NAME/<STAMP>
+# and LINK a symbolic link to it, or with CACHED_FILE=1 to the file of
+# LINK's name in it (a single binary). STAMP must name everything the output is
+# built from; an empty STAMP means "not cacheable" (a working tree with
+# changes): COMMAND then writes into LINK itself, a plain directory. An
+# entry appears only once complete (built in a temporary directory, then
+# renamed); two clones building one entry at once are serialised by a lock.
+# `make clean-cache` removes every entry.
+set -euo pipefail
+name=$1 link=$2 stamp=$3
+shift 3
+[ "${1:-}" = "--" ] && shift
+
+if [ -z "$stamp" ]; then
+  [ -L "$link" ] && rm -f "$link"
+  if [ "${CACHED_FILE:-}" = 1 ]; then
+    CACHED_OUT=$(dirname "$link") "$@"
+  else
+    mkdir -p "$link"
+    CACHED_OUT=$link "$@"
+  fi
+  exit
+fi
+
+cache=${KVMOUNT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvmount}/$name
+mkdir -p "$cache"
+dir=$cache/$stamp
+if [ ! -d "$dir" ]; then
+  exec 9>"$cache/.lock-$stamp"
+  flock 9
+  if [ ! -d "$dir" ]; then
+    tmp="$dir.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    CACHED_OUT=$tmp "$@" || { rm -rf "$tmp"; exit 1; }
+    mv "$tmp" "$dir"
+  fi
+  exec 9>&-
+  rm -f "$cache/.lock-$stamp"
+else
+  echo "$name: up to date in $dir"
+fi
+mkdir -p "$(dirname "$link")"
+[ -e "$link" ] && [ ! -L "$link" ] && rm -rf "$link"
+if [ "${CACHED_FILE:-}" = 1 ]; then
+  ln -sfn "$dir/$(basename "$link")" "$link"
+else
+  ln -sfn "$dir" "$link"
+fi
