@@ -50,7 +50,8 @@ IMAGES_STAMP = $(shell [ -z "$$(git status --porcelain 2>/dev/null)" ] && git re
   { git rev-parse HEAD; $(GO) version; sha256sum < /bin/busybox; echo "$$SOURCE_DATE_EPOCH"; } | sha256sum | cut -c1-16)
 images:
 	scripts/cached.sh images $(BIN)/images "$(IMAGES_STAMP)" -- \
-	  sh -c 'cd tools/images && $(GO) run . --root $(CURDIR) --out "$$CACHED_OUT"'
+	  sh -c 'cd tools/images && $(GO) run . --root $(CURDIR) --out "$$CACHED_OUT" >/dev/null'
+	@cat $(BIN)/images/digests.txt
 
 ## host-deps: the host tools and packages the tests need (iproute2, util-linux,
 ## containerd, runc, CNI plugins, busybox-static, iptables)
