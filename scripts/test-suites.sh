@@ -1,39 +1,58 @@
 #!/usr/bin/env bash
 # make test's suites, run at the same time because most of their time is
-# spent waiting on kubelets, watches and polls rather than on the CPU:
-#   - every test of the repository, with the race detector, on Kubernetes
-#     1.37 (in the foreground, its output streamed);
-#   - MATRIX_TESTS on each version of MATRIX in turn, in its own loopback-only
-#     network namespace (its output goes to bin/test-matrix.log and is
-#     printed once both are done).
-# Exits non-zero when either fails.
+# spent waiting on kubelets, watches and polls rather than on the CPU, each
+# in its own loopback-only network namespace:
+#   - every package but test/e2e, with the race detector, on Kubernetes 1.37
+#     (in the foreground, its output streamed);
+#   - test/e2e in two shards, with the race detector, on 1.37: E2E_SHARD
+#     (a regular expression of whole test names) and every other test (go
+#     test -skip), so that a new test always runs;
+#   - MATRIX_TESTS on each version of MATRIX in turn.
+# The background suites' output goes to bin/test-*.log and is printed once
+# all are done. Exits non-zero when any fails.
 #
-#   test-suites.sh BIN "1.32 1.35" 'TestA|TestB' [go test args...]
+#   test-suites.sh BIN "1.32 1.35" 'TestA|TestB' 'TestC|TestD' [go test args...]
 set -uo pipefail
-bin=$1 matrix=$2 matrix_tests=$3
-shift 3
+bin=$1 matrix=$2 matrix_tests=$3 e2e_shard=$4
+shift 4
 go=${GO:-go}
 cd "$(dirname "$0")/.."
-log=$bin/test-matrix.log
-: >"$log"
 
-(
+declare -A pids
+background() {
+  local name=$1
+  shift
+  : >"$bin/test-$name.log"
+  ("$@"; r=$?; echo "test-suites: $name finished: exit $r after $((SECONDS - start))s"; exit $r) >"$bin/test-$name.log" 2>&1 &
+  pids[$name]=$!
+  echo "test-suites: $name runs alongside; its log: $bin/test-$name.log"
+}
+
+matrix() {
   for v in $matrix; do
     echo "=== Kubernetes $v: $matrix_tests"
     KVMOUNT_KUBE_VERSION=$v KVMOUNT_BIN_DIR=$bin scripts/netns-run.sh "$go" test -count=1 -timeout 30m -v \
-      -run "^($matrix_tests)\$" ./test/e2e ./internal/localcluster || exit 1
+      -run "^($matrix_tests)\$" ./test/e2e ./internal/localcluster || return 1
   done
-) >"$log" 2>&1 &
-matrix_pid=$!
-echo "test-suites: the version matrix ($matrix) runs alongside; its log: $log"
+}
+
+e2e() { KVMOUNT_BIN_DIR=$bin scripts/netns-run.sh "$go" test -race -count=1 -timeout 45m -v "$@" ./test/e2e; }
+
 start=$SECONDS
+background e2e-1 e2e -run "^($e2e_shard)\$" "$@"
+background e2e-2 e2e -skip "^($e2e_shard)\$" "$@"
+background matrix matrix
 
-KVMOUNT_BIN_DIR=$bin scripts/netns-run.sh "$go" test -race -count=1 -timeout 60m -v "$@" ./...
-main=$?
-echo "test-suites: every test on Kubernetes 1.37: exit $main after $((SECONDS - start))s"
+mapfile -t pkgs < <("$go" list ./... | grep -v '/test/e2e$')
+KVMOUNT_BIN_DIR=$bin scripts/netns-run.sh "$go" test -race -count=1 -timeout 60m -v "$@" "${pkgs[@]}"
+rc=$?
+echo "test-suites: every package but test/e2e on Kubernetes 1.37: exit $rc after $((SECONDS - start))s"
 
-wait "$matrix_pid"
-matrix_rc=$?
-cat "$log"
-echo "test-suites: the version matrix ($matrix): exit $matrix_rc after $((SECONDS - start))s"
-[ "$main" -eq 0 ] && [ "$matrix_rc" -eq 0 ]
+for name in e2e-1 e2e-2 matrix; do
+  wait "${pids[$name]}"
+  r=$?
+  cat "$bin/test-$name.log"
+  [ "$r" -eq 0 ] || rc=1
+done
+echo "test-suites: all done after $((SECONDS - start))s: exit $rc"
+exit "$rc"
