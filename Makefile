@@ -74,11 +74,6 @@ test-compile:
 MATRIX       ?= 1.32 1.35
 MATRIX_TESTS := TestSeedThreeMethods|TestSecretSync|TestWorkloadIdentity|TestIdentityBinding|TestDeployManifestsValidate|TestHelmChart|TestHelmLifecycle|TestContainerdNodes
 
-## E2E_SHARD: the end-to-end tests of the first of test/e2e's two shards,
-## which run at the same time; the second runs every other test. Balanced by
-## measured time (about half of the package each).
-E2E_SHARD    := TestPushRotation|TestUpstreamValues|TestSeedThreeMethods|TestHelmLifecycle|TestSecretSync|TestUpstreamValuesInstall|TestClassWarningEvent|TestSeveralVaults|TestIdentityBinding|TestDeployManifestsValidate|TestServicePrincipal
-
 ## test: everything above, then every test, with the race detector, with
 ## loopback as the only network, on Kubernetes 1.37, and alongside it (in its
 ## own network namespace) MATRIX_TESTS on each version of MATRIX
@@ -86,7 +81,7 @@ E2E_SHARD    := TestPushRotation|TestUpstreamValues|TestSeedThreeMethods|TestHel
 test: host-deps build vet cluster-bins-matrix tools images test-compile
 	cd tools/images && KVMOUNT_BIN_DIR=$(BIN) ../../scripts/netns-run.sh $(GO) test -count=1 -timeout 10m -v ./...
 	cd tools/ci && ../../scripts/netns-run.sh $(GO) test -count=1 -v ./...
-	GO=$(GO) scripts/test-suites.sh $(BIN) "$(MATRIX)" '$(MATRIX_TESTS)' '$(E2E_SHARD)' $(TESTARGS)
+	GO=$(GO) scripts/test-suites.sh $(BIN) "$(MATRIX)" '$(MATRIX_TESTS)' $(TESTARGS)
 
 ## demo: the seed's three identity methods on a local node, in a loopback-only
 ## network namespace (everything it runs listens on 127.0.0.1 anyway)

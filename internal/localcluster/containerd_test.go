@@ -76,6 +76,18 @@ func TestContainerdNodes(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("node %s was handed over with kube-proxy answering %s", n.Name, resp.Status)
 		}
+		// kube-proxy exits when its node's addresses change from those
+		// it read at start: it must have read the node's own.
+		// (1.37 logs "Successfully retrieved NodeIPs" NodeIPs=[…], 1.32
+		// "Successfully retrieved node IP(s)" IPs=[…].)
+		log, _ := os.ReadFile(filepath.Join(dir, "logs", n.Name+"-kube-proxy.log"))
+		read := false
+		for _, line := range strings.Split(string(log), "\n") {
+			read = read || strings.Contains(line, "Successfully retrieved") && strings.Contains(line, `=["`+n.IP+`"]`)
+		}
+		if !read || strings.Contains(string(log), "NodeIPs changed") {
+			t.Errorf("node %s: kube-proxy did not start with the node's address %s (or saw it change):\n%s", n.Name, n.IP, log)
+		}
 	}
 	// Other packages' tests may run clusters in this namespace at the same
 	// time (go test runs packages in parallel): only this one's interfaces

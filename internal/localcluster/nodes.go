@@ -109,15 +109,20 @@ func (c *Cluster) startMachineNode(ctx context.Context, i int, name, base string
 // registers its node, and that setup needs the node: it fails, and its
 // backoff (15 ms × 6ⁿ) next retries 19 s later, the node NotReady until
 // then — 20 s of every cluster start. The kubelet adopts the object as
-// its own on registration (labels, addresses, status).
-func (c *Cluster) createNode(name string) error {
+// its own on registration (labels, status). The object carries the node's
+// address already (nodes may be created with their status): kube-proxy,
+// which starts first, reads it, and exits when a node's addresses change
+// from what it read.
+func (c *Cluster) createNode(name, ip string) error {
 	cs, err := c.Client()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}}}
+	_, err = cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create node %s: %w", name, err)
 	}
@@ -140,7 +145,7 @@ func (c *Cluster) startKubelet(n Node, kp kubeletParams, nodeIP string, start fu
 	if err != nil {
 		return nil, err
 	}
-	if err := c.createNode(n.Name); err != nil {
+	if err := c.createNode(n.Name, nodeIP); err != nil {
 		return nil, err
 	}
 	configPath := filepath.Join(filepath.Dir(n.RootDir), "kubelet-config.yaml")

@@ -41,7 +41,9 @@ import (
 // with the cluster's service accounts: the controller's whole path but its
 // container.
 type world struct {
-	t        testing.TB
+	t testing.TB
+	// dir holds the cluster, azsim and the provider socket; stop removes it.
+	dir      string
 	cluster  *localcluster.Cluster
 	kube     kubernetes.Interface
 	dyn      dynamic.Interface
@@ -111,7 +113,7 @@ func startWorld() (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &world{provDir: filepath.Join(dir, "providers"), clock: &clock{}}
+	w := &world{dir: dir, provDir: filepath.Join(dir, "providers"), clock: &clock{}}
 	if w.cluster, err = localcluster.Start(ctx, localcluster.Config{Dir: filepath.Join(dir, "c"), NoNodes: true}); err != nil {
 		return nil, err
 	}
@@ -228,6 +230,7 @@ func (w *world) stop() {
 	if w.cluster != nil {
 		_ = w.cluster.Stop()
 	}
+	os.RemoveAll(w.dir)
 }
 
 func (w *world) admin(verb string, args any) map[string]any {
