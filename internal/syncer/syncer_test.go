@@ -73,9 +73,11 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitSecret(ns, "app-db", "password", "v2")
-	if ev := w.events(ns, "app-db"); !strings.Contains(ev, "SecretRestored: Secret "+ns+"/app-db was changed outside the controller (data password)") {
-		t.Errorf("no Event for the repaired edit: %s", ev)
-	}
+	// The Event is written after the Secret, and may trail it.
+	waitFor(t, 30*time.Second, "the Event for the repaired edit", func() (bool, string) {
+		ev := w.events(ns, "app-db")
+		return strings.Contains(ev, "SecretRestored: Secret "+ns+"/app-db was changed outside the controller (data password)"), ev
+	})
 	if err := w.kube.CoreV1().Secrets(ns).Delete(context.Background(), "app-db", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
