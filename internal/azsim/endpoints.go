@@ -256,13 +256,19 @@ func (s *Server) listenKept(key string) (net.Listener, error) {
 	return ln, err
 }
 
-// IMDSURL is the IMDS endpoint of a machine instance (see InstanceKey).
+// IMDSURL is the IMDS endpoint of a machine instance (see arm.InstanceKey).
 func (s *Server) IMDSURL(instance string) (string, error) {
+	return s.endpointURL("imds:"+instance, "IMDS for "+strconv.Quote(instance))
+}
+
+// endpointURL is the URL of the running endpoint key, or a not-found error
+// naming what.
+func (s *Server) endpointURL(key, what string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.endpoints["imds:"+instance]
+	e, ok := s.endpoints[key]
 	if !ok {
-		return "", fmt.Errorf("no IMDS for %q: %w", instance, store.ErrNotFound)
+		return "", fmt.Errorf("no %s: %w", what, store.ErrNotFound)
 	}
 	return e.url, nil
 }

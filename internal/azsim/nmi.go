@@ -3,6 +3,7 @@ package azsim
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
@@ -77,11 +78,5 @@ func (s *Server) nodeAddress(name string) string {
 
 // NMIURL is the NMI endpoint of a node (a scale-set instance's computer name).
 func (s *Server) NMIURL(node string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.endpoints["nmi:"+node]
-	if !ok {
-		return "", fmt.Errorf("no NMI for node %q: %w", node, store.ErrNotFound)
-	}
-	return e.url, nil
+	return s.endpointURL("nmi:"+node, "NMI for node "+strconv.Quote(node))
 }
