@@ -10,6 +10,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"fmt"
@@ -204,18 +205,29 @@ func (d *demo) validate(ctx context.Context, pod string, timeout time.Duration) 
 
 // exec runs a command in the pod's container as the user would with
 // kubectl, printing both; the container may still be starting, so it
-// retries until timeout.
-func (d *demo) exec(ctx context.Context, pod string, timeout time.Duration, cmd ...string) (string, error) {
-	line := "kubectl exec " + pod + " -- " + strings.Join(cmd, " ")
+// retries until timeout. target is a pod's name or deploy/<name>.
+//
+// Only the command's standard output is returned and parsed: kubectl
+// writes its own warnings and client-side logs to standard error (more of
+// them on a busy machine), and those must not read as the container's
+// files. They are shown after the output, marked as kubectl's.
+func (d *demo) exec(ctx context.Context, target string, timeout time.Duration, cmd ...string) (string, error) {
+	line := "kubectl exec " + target + " -- " + strings.Join(cmd, " ")
 	deadline := time.Now().Add(timeout)
 	for {
-		out, err := d.env.Cluster.Kubectl(ctx, append([]string{"exec", pod, "--"}, cmd...)...).CombinedOutput()
+		var stdout, stderr bytes.Buffer
+		c := d.env.Cluster.Kubectl(ctx, append([]string{"exec", target, "--"}, cmd...)...)
+		c.Stdout, c.Stderr = &stdout, &stderr
+		err := c.Run()
 		if err == nil {
-			d.say("\n$ %s\n%s", line, indent(string(out)))
-			return string(out), nil
+			d.say("\n$ %s\n%s", line, indent(stdout.String()))
+			if msg := strings.TrimSpace(stderr.String()); msg != "" {
+				d.say("    (kubectl's standard error: %s)", msg)
+			}
+			return stdout.String(), nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s: %w: %s", line, err, strings.TrimSpace(string(out)))
+			return "", fmt.Errorf("%s: %w: %s", line, err, strings.TrimSpace(stdout.String()+" "+stderr.String()))
 		}
 		select {
 		case <-ctx.Done():

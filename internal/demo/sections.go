@@ -245,7 +245,7 @@ func (d *demo) secretSync(ctx context.Context) error {
 		d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "-", "not synced: "+err.Error(), false)
 		return nil
 	}
-	env, err := d.execDeployment(ctx, "app", syncTimeout, "sh", "-c", `echo "$password"`)
+	env, err := d.exec(ctx, "deploy/app", syncTimeout, "sh", "-c", `echo "$password"`)
 	if err != nil {
 		d.row("SecretSync (no pod)", "sync-reader "+short(id.ClientID), "Secret app-secrets", "password", "synced; the Deployment did not read it: "+err.Error(), false)
 		return nil
@@ -324,25 +324,4 @@ func (d *demo) syncEvents(ctx context.Context, name string) []string {
 		}
 	}
 	return out
-}
-
-// execDeployment runs a command in a Deployment's pod once it runs, shown
-// as kubectl exec deploy/<name> -- …
-func (d *demo) execDeployment(ctx context.Context, name string, timeout time.Duration, cmd ...string) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		out, err := d.env.Cluster.Kubectl(ctx, append([]string{"exec", "deploy/" + name, "--"}, cmd...)...).CombinedOutput()
-		if err == nil {
-			d.say("\n$ kubectl exec deploy/%s -- %s\n%s", name, strings.Join(cmd, " "), indent(string(out)))
-			return string(out), nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("kubectl exec deploy/%s: %v: %s", name, err, strings.TrimSpace(string(out)))
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }

@@ -24,35 +24,57 @@ import (
 // node with several user-assigned identities and no
 // userAssignedIdentityID, each refused with its event.
 func TestSeedThreeMethods(t *testing.T) {
+	fail := restated(t)
 	env, _ := startEnvWith(t, 2, func(c *localenv.Config) { c.SyncController = true })
 	var out strings.Builder
 	rows, err := demo.Play(context.Background(), env, io.MultiWriter(&out, testLog{t}))
 	if err != nil {
-		t.Fatal(err)
+		fail("the demo stopped: %v", err)
+		t.FailNow()
 	}
 	want := map[string]bool{"pod identity": true, "pod identity, no binding": true, "user-assigned MI": true,
 		"VM MI, 2+ user-assigned, no ID": true, "system-assigned MI": true, "identity binding": true, "SecretSync (no pod)": true}
 	for _, r := range rows {
 		if !want[r.Method] || !r.OK {
-			t.Errorf("row %+v", r)
+			fail("row %+v", r)
 		}
 		delete(want, r.Method)
 		if strings.HasSuffix(r.Method, "MI") || r.Method == "pod identity" || r.Method == "identity binding" {
 			if r.Objects != "key1, secret1" {
-				t.Errorf("%s mounted %q, want key1, secret1", r.Method, r.Objects)
+				fail("%s mounted %q, want key1, secret1", r.Method, r.Objects)
 			}
 		}
 	}
 	if len(want) > 0 {
-		t.Errorf("missing rows: %v", want)
+		fail("missing rows: %v", want)
 	}
 	// Each method ends with the article's validation, from inside the
 	// container, shown as the user types it.
 	for _, pod := range []string{"podid", "user-msi", "system-msi", "ib"} {
 		check := "$ kubectl exec busybox-secrets-store-inline-" + pod + " -- ls /mnt/secrets-store/\n    key1\n    secret1\n"
 		if !strings.Contains(out.String(), check) {
-			t.Errorf("the demo does not show %q", check)
+			fail("the demo does not show %q", check)
 		}
+	}
+}
+
+// restated returns an Errorf that also repeats its messages once every
+// other cleanup has run: a failed end-to-end test prints the tails of
+// its components' logs after its own messages, and CI keeps only the end
+// of the output. Call it before the environment starts, so that its
+// cleanup runs last.
+func restated(t *testing.T) func(format string, args ...any) {
+	var msgs []string
+	t.Cleanup(func() {
+		if len(msgs) > 0 {
+			t.Logf("%s failed, restated after the logs:\n  %s", t.Name(), strings.Join(msgs, "\n  "))
+		}
+	})
+	return func(format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		msgs = append(msgs, msg)
+		t.Error(msg)
 	}
 }
 
