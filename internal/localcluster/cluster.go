@@ -148,10 +148,16 @@ func (c *Cluster) Stop() error {
 	procs := c.procs
 	c.procs = nil
 	c.mu.Unlock()
+	var cgroups []string
+	for _, n := range c.Nodes {
+		if n.PID > 0 {
+			cgroups = append(cgroups, containerCgroups(n.PID)...)
+		}
+	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].stop(10 * time.Second)
 	}
-	err := UnmountAll(c.cfg.Dir)
+	err := errors.Join(UnmountAll(c.cfg.Dir), removeCgroups(cgroups, 10*time.Second))
 	if c.net != nil {
 		err = errors.Join(err, c.net.close())
 		c.net = nil

@@ -43,7 +43,7 @@ func requireContainers(t *testing.T) (bin string, images []string) {
 // mounted into it (kubectl exec, through the API server and kubelet's
 // streaming), reaches the API server through the kubernetes Service
 // (kube-proxy, healthy on every node when Start returns), and Stop leaves
-// no mount, process or interface behind. The cluster's dir is under
+// no mount, process, cgroup or interface behind. The cluster's dir is under
 // /var/lib, as kvmount up's is, and the nodes create nothing on the host
 // outside it (the CNI cache, /var/lib/cni, is the node's own).
 func TestContainerdNodes(t *testing.T) {
@@ -146,7 +146,23 @@ func TestContainerdNodes(t *testing.T) {
 	if _, err := os.Stat("/var/lib/cni"); cniBefore != nil && err == nil {
 		t.Error("a node created /var/lib/cni on the host")
 	}
+	// The containers' cgroups go with the nodes: left behind, they slow
+	// every later kubelet's start.
+	var cgroups []string
+	for _, n := range c.Nodes {
+		cgroups = append(cgroups, containerCgroups(n.PID)...)
+	}
+	if len(cgroups) < 2 { // at least the reader's sandbox and container
+		t.Fatalf("the nodes' running containers have cgroups %v", cgroups)
+	}
 	stopAndCheck(t, c, dir, pids)
+	for _, h := range v1Hierarchies() {
+		for _, cg := range cgroups {
+			if _, err := os.Stat(filepath.Join(h, cg)); err == nil {
+				t.Errorf("cgroup %s left after Stop", filepath.Join(h, cg))
+			}
+		}
+	}
 	names, err := interfaces()
 	if err != nil {
 		t.Fatal(err)
