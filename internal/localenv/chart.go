@@ -34,10 +34,14 @@ const (
 // the sandbox and the seed's busybox, then kvmount's two.
 var imageArchives = []string{"pause", "busybox", "secrets-store-csi-driver", "provider-azure", "secrets-sync-controller"}
 
-// images lists the OCI archives in dir, naming the build that makes them.
-func images(dir string) ([]string, error) {
+// images lists the OCI archives in dir, naming the build that makes them;
+// the sync controller's only with syncController.
+func images(dir string, syncController bool) ([]string, error) {
 	var out []string
 	for _, name := range imageArchives {
+		if name == "secrets-sync-controller" && !syncController {
+			continue
+		}
 		path := filepath.Join(dir, name+".oci.tar")
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("image %s: %w (run make images)", name, err)

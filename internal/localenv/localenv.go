@@ -58,6 +58,11 @@ type Config struct {
 	// SyncController installs the SecretSync controller (the chart's
 	// syncController) beside the node DaemonSets (RuntimeContainerd).
 	SyncController bool
+	// OnlyUsedImages imports into the nodes only the images the
+	// configuration runs: without SyncController, not the sync
+	// controller's (2 s of each node's start). Tests set it; kvmount up
+	// does not, so that its chart can be upgraded to the controller.
+	OnlyUsedImages bool
 	// EventRetryScale is azsim's --event-retry-scale: Event Grid's retry
 	// schedule sped up for tests (0: the service's own).
 	EventRetryScale float64
@@ -164,7 +169,7 @@ func (e *Env) start(ctx context.Context) error {
 	var imgs []string
 	if e.cfg.Runtime == localcluster.RuntimeContainerd {
 		var err error
-		if imgs, err = images(e.cfg.ImagesDir); err != nil {
+		if imgs, err = images(e.cfg.ImagesDir, !e.cfg.OnlyUsedImages || e.cfg.SyncController); err != nil {
 			return err
 		}
 	}

@@ -70,7 +70,7 @@ func startEnvWith(t testing.TB, nodes int, tune func(*localenv.Config)) (*locale
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	keepLogsOnFailure(t, dir)
 	began := time.Now()
-	cfg := localenv.Config{Dir: dir, BinDir: bin, Nodes: nodes,
+	cfg := localenv.Config{Dir: dir, BinDir: bin, Nodes: nodes, OnlyUsedImages: true,
 		SyncFrequency: 2 * time.Second, RotationPollInterval: 2 * time.Second,
 		Logf: func(format string, args ...any) {
 			t.Helper()
