@@ -36,7 +36,7 @@ func parseUp(args []string) (upConfig, error) {
 	fs.StringVar(&cfg.dir, "dir", "/var/lib/kvmount/env", "state directory (azsim, PKI, etcd, kubelet root dirs, logs); reused on the next start")
 	fs.IntVar(&cfg.basePort, "base-port", 16443, "API server port; etcd, controllers and kubelets use the ports above it, azsim base+100")
 	fs.StringVar(&cfg.runtime, "runtime", "containerd", "containerd: the chart's driver and provider in real containers on nodes with their own network (in a new loopback-only network namespace); fake: host processes and the fake CRI, on this host's loopback, many nodes")
-	fs.StringVar(&cfg.kube, "kube-version", "", "Kubernetes minor version of the cluster, e.g. 1.33 (bin/k8s-1.33, built by make cluster-bins); default 1.37")
+	fs.StringVar(&cfg.kube, "kube-version", "", "Kubernetes minor version of the cluster, e.g. 1.33 (bin/k8s-1.33, built by make cluster-bins); default "+localcluster.DefaultKubeVersion+", bin/ itself")
 	pos, err := parseVerb(fs, args, os.Stdout, "kvmount up [--nodes N] [--dir DIR] [--base-port PORT] [--runtime containerd|fake] [--kube-version 1.33]")
 	if err != nil {
 		return cfg, err

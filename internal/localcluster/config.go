@@ -109,9 +109,14 @@ func (c *Config) setDefaults() error {
 // from BinDir.
 var kubeBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"}
 
+// DefaultKubeVersion is the Kubernetes version of BinDir's own binaries
+// (tools/cluster/go.mod's; a test keeps the two equal): naming it is the
+// same as naming none.
+const DefaultKubeVersion = "1.37"
+
 // kubeBinDir is where the Kubernetes binaries of KubeVersion are.
 func (c *Config) kubeBinDir() string {
-	if c.KubeVersion == "" {
+	if c.KubeVersion == "" || c.KubeVersion == DefaultKubeVersion {
 		return c.BinDir
 	}
 	return filepath.Join(c.BinDir, "k8s-"+c.KubeVersion)
