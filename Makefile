@@ -58,14 +58,15 @@ images:
 host-deps:
 	scripts/host-deps.sh
 
-## test-compile: download modules and compile every test binary (needs the network)
+## test-compile: download every module (needs the network) and compile the
+## tools' tests; the main module's compile with the tests themselves, at once
+## (compiling them first as well cost 89 s of linking)
 test-compile:
 	$(GO) mod download
 	cd tools/cluster && $(GO) mod download
 	cd tools/helm && $(GO) mod download
 	cd tools/images && $(GO) mod download && $(GO) test -count=1 -run '^$$' ./... >/dev/null
 	cd tools/ci && $(GO) mod download && $(GO) test -count=1 -run '^$$' ./... >/dev/null
-	$(GO) test -race -count=1 -run '^$$' $(PKGS) >/dev/null
 
 ## MATRIX: the other Kubernetes versions make test runs on (tools/cluster/k8s-*),
 ## with MATRIX_TESTS: the seed's flows, SecretSync, workload identity and identity binding
@@ -75,12 +76,10 @@ MATRIX       ?= 1.32 1.35
 MATRIX_TESTS := TestSeedThreeMethods|TestSecretSync|TestWorkloadIdentity|TestIdentityBinding|TestDeployManifestsValidate|TestHelmChart|TestHelmLifecycle|TestContainerdNodes
 
 ## test: everything above, then every test, with the race detector, with
-## loopback as the only network, on Kubernetes 1.37, and alongside it (in its
-## own network namespace) MATRIX_TESTS on each version of MATRIX
-## (scripts/test-suites.sh)
+## loopback as the only network, on Kubernetes 1.37 (test/e2e in shards beside
+## the other packages), and alongside (each in its own network namespace) the
+## tools' tests and MATRIX_TESTS on each version of MATRIX (scripts/test-suites.sh)
 test: host-deps build vet cluster-bins-matrix tools images test-compile
-	cd tools/images && KVMOUNT_BIN_DIR=$(BIN) ../../scripts/netns-run.sh $(GO) test -count=1 -timeout 10m -v ./...
-	cd tools/ci && ../../scripts/netns-run.sh $(GO) test -count=1 -v ./...
 	GO=$(GO) scripts/test-suites.sh $(BIN) "$(MATRIX)" '$(MATRIX_TESTS)' $(TESTARGS)
 
 ## demo: the seed's three identity methods on a local node, in a loopback-only
