@@ -27,14 +27,21 @@ const cgroupFS = "/sys/fs/cgroup"
 // kubelet's cgroupRoot would put each node's containers under a root of
 // its own, but with cgroupsPerQOS off (several kubelets share this host)
 // kubelet passes no cgroup parent, and containerd uses /<namespace>/<id>.
-// Only cgroup v1 hierarchies are handled (this project's test host).
+// A container has that path in every hierarchy: each v1 controller's and,
+// on a hybrid host such as this one, the unified one beside them (681
+// were left there, unseen by a first version of this that skipped it).
 
 // containerCgroups returns the cgroup paths of the containers running in
-// the node whose namespaces process pid holds: each container's bundle
-// (linux.cgroupsPath of its config.json), read through the node's root.
+// the node whose namespaces process pid holds, read through the node's
+// root from its containerd's state (criSocket's dir).
 func containerCgroups(pid int) []string {
-	state := fmt.Sprintf("/proc/%d/root/run/containerd/io.containerd.runtime.v2.task", pid)
-	bundles, _ := filepath.Glob(filepath.Join(state, "*", "*", "config.json"))
+	return bundleCgroups(fmt.Sprintf("/proc/%d/root%s", pid, filepath.Dir(criSocket)))
+}
+
+// bundleCgroups returns linux.cgroupsPath of every task bundle's
+// config.json under containerd state dir state.
+func bundleCgroups(state string) []string {
+	bundles, _ := filepath.Glob(filepath.Join(state, "io.containerd.runtime.v2.task", "*", "*", "config.json"))
 	var paths []string
 	for _, b := range bundles {
 		data, err := os.ReadFile(b)
@@ -54,11 +61,12 @@ func containerCgroups(pid int) []string {
 	return paths
 }
 
-// v1Hierarchies are the mounted cgroup v1 hierarchies' directories, or
-// none on a cgroup v2 host.
-func v1Hierarchies() []string {
+// hierarchies are the directories of the mounted cgroup hierarchies: the
+// unified one alone on a cgroup v2 host, else every v1 controller's and,
+// on a hybrid host, the unified one mounted beside them.
+func hierarchies() []string {
 	if _, err := os.Stat(filepath.Join(cgroupFS, "cgroup.controllers")); err == nil {
-		return nil // the unified hierarchy is mounted at cgroupFS
+		return []string{cgroupFS}
 	}
 	entries, err := os.ReadDir(cgroupFS)
 	if err != nil {
@@ -66,12 +74,11 @@ func v1Hierarchies() []string {
 	}
 	var dirs []string
 	for _, e := range entries {
-		dir := filepath.Join(cgroupFS, e.Name())
-		// A hierarchy's root has cgroup.procs; symlinks (cpu -> cpu,cpuacct)
-		// name one already listed; "unified" is the v2 hierarchy beside v1.
-		if e.Name() == "unified" || e.Type()&fs.ModeSymlink != 0 {
+		// Symlinks (cpu -> cpu,cpuacct) name a hierarchy listed already.
+		if e.Type()&fs.ModeSymlink != 0 {
 			continue
 		}
+		dir := filepath.Join(cgroupFS, e.Name())
 		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err == nil {
 			dirs = append(dirs, dir)
 		}
@@ -85,7 +92,7 @@ func v1Hierarchies() []string {
 func removeCgroups(paths []string, timeout time.Duration) error {
 	var errs []error
 	deadline := time.Now().Add(timeout)
-	for _, h := range v1Hierarchies() {
+	for _, h := range hierarchies() {
 		for _, p := range paths {
 			if err := rmdirCgroup(filepath.Join(h, p), deadline); err != nil {
 				errs = append(errs, err)

@@ -156,7 +156,7 @@ func TestContainerdNodes(t *testing.T) {
 		t.Fatalf("the nodes' running containers have cgroups %v", cgroups)
 	}
 	stopAndCheck(t, c, dir, pids)
-	for _, h := range v1Hierarchies() {
+	for _, h := range hierarchies() {
 		for _, cg := range cgroups {
 			if _, err := os.Stat(filepath.Join(h, cg)); err == nil {
 				t.Errorf("cgroup %s left after Stop", filepath.Join(h, cg))
