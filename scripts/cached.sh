@@ -13,6 +13,9 @@
 # changes): COMMAND then writes into LINK itself, a plain directory. An
 # entry appears only once complete (built in a temporary directory, then
 # renamed); two clones building one entry at once are serialised by a lock.
+# Entries keyed by commit (the images) would grow without end, so only the
+# CACHED_KEEP (default 8) most recently used entries of NAME are kept: a
+# new entry removes the oldest beyond them; a reused one is marked used.
 # `make clean-cache` removes every entry.
 set -euo pipefail
 name=$1 link=$2 stamp=$3
@@ -40,12 +43,16 @@ if [ ! -d "$dir" ]; then
     tmp="$dir.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
-    CACHED_OUT=$tmp "$@" || { rm -rf "$tmp"; exit 1; }
+    CACHED_OUT=$tmp "$@" || { rm -rf "$tmp" "$cache/.lock-$stamp"; exit 1; }
     mv "$tmp" "$dir"
+    # Oldest use last; lock files and unfinished builds are not entries.
+    ls -1t "$cache" | grep -v -e '^\.lock-' -e '\.tmp\.' | tail -n +"$((${CACHED_KEEP:-8} + 1))" |
+      while read -r old; do rm -rf "${cache:?}/$old"; done || true
   fi
   exec 9>&-
   rm -f "$cache/.lock-$stamp"
 else
+  touch "$dir"
   echo "$name: up to date in $dir"
 fi
 mkdir -p "$(dirname "$link")"
