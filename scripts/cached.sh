@@ -5,7 +5,9 @@
 #
 #   cached.sh NAME LINK STAMP -- COMMAND...
 #
-# COMMAND writes its output to the directory in $CACHED_OUT; the directory
+# COMMAND writes its output to the directory in $CACHED_OUT (a line on
+# standard error every CACHED_HEARTBEAT, 30, seconds says it still runs); the
+# directory
 # becomes ${KVMOUNT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvmount}/NAME/<STAMP>
 # and LINK a symbolic link to it, or with CACHED_FILE=1 to the file of
 # LINK's name in it (a single binary). STAMP must name everything the output is
@@ -22,13 +24,33 @@ name=$1 link=$2 stamp=$3
 shift 3
 [ "${1:-}" = "--" ] && shift
 
+# build runs the command with CACHED_OUT=$1, saying every CACHED_HEARTBEAT
+# (30) seconds that it still runs: on an empty Go cache Helm or the images
+# take minutes.
+build() {
+  CACHED_OUT=$1
+  export CACHED_OUT
+  shift
+  "$@" &
+  local pid=$! start=$SECONDS every=${CACHED_HEARTBEAT:-30}
+  local next=$every
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 0.2
+    if ((SECONDS - start >= next)); then
+      echo "$name: still building, $((SECONDS - start))s so far" >&2
+      next=$((next + every))
+    fi
+  done
+  wait "$pid"
+}
+
 if [ -z "$stamp" ]; then
   [ -L "$link" ] && rm -f "$link"
   if [ "${CACHED_FILE:-}" = 1 ]; then
-    CACHED_OUT=$(dirname "$link") "$@"
+    build "$(dirname "$link")" "$@"
   else
     mkdir -p "$link"
-    CACHED_OUT=$link "$@"
+    build "$link" "$@"
   fi
   exit
 fi
@@ -43,7 +65,7 @@ if [ ! -d "$dir" ]; then
     tmp="$dir.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
-    CACHED_OUT=$tmp "$@" || { rm -rf "$tmp" "$cache/.lock-$stamp"; exit 1; }
+    build "$tmp" "$@" || { rm -rf "$tmp" "$cache/.lock-$stamp"; exit 1; }
     mv "$tmp" "$dir"
     # Oldest use last; lock files and unfinished builds are not entries.
     ls -1t "$cache" | grep -v -e '^\.lock-' -e '\.tmp\.' | tail -n +"$((${CACHED_KEEP:-8} + 1))" |

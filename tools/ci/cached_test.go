@@ -11,8 +11,9 @@ import (
 
 // TestCachedScript: scripts/cached.sh builds an entry once and links it,
 // reuses it without running the build, keeps a failed build out, writes
-// into the link itself for an uncacheable (empty) stamp, and keeps only the
-// CACHED_KEEP most recently used entries, a reuse counting as a use.
+// into the link itself for an uncacheable (empty) stamp, says that a long
+// build still runs, and keeps only the CACHED_KEEP most recently used
+// entries, a reuse counting as a use.
 func TestCachedScript(t *testing.T) {
 	script, err := filepath.Abs("../../scripts/cached.sh")
 	if err != nil {
@@ -22,7 +23,7 @@ func TestCachedScript(t *testing.T) {
 	cache, link := filepath.Join(tmp, "cache"), filepath.Join(tmp, "clone", "bin", "images")
 	run := func(stamp, build string) (string, error) {
 		cmd := exec.Command("bash", script, "images", link, stamp, "--", "sh", "-c", build)
-		cmd.Env = append(os.Environ(), "KVMOUNT_CACHE_DIR="+cache, "CACHED_KEEP=2")
+		cmd.Env = append(os.Environ(), "KVMOUNT_CACHE_DIR="+cache, "CACHED_KEEP=2", "CACHED_HEARTBEAT=1")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -65,6 +66,10 @@ func TestCachedScript(t *testing.T) {
 	}
 	if got := entries(); !slices.Equal(got, []string{"s1", "s3"}) {
 		t.Errorf("after a failed build the entries are %v", got)
+	}
+	// A long build says it still runs.
+	if out, err := run("s5", `sleep 3.5; echo slow > "$CACHED_OUT/f"`); err != nil || !strings.Contains(out, "images: still building, 2s so far") {
+		t.Errorf("a 3.5 s build with a 1 s heartbeat: %v: %q", err, out)
 	}
 	built("", "uncached")
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink != 0 {
