@@ -54,6 +54,10 @@ export go matrix matrix_tests
 # list (new tests are dealt in without a list to keep).
 "$go" test -race -c -o "$bin/e2e.test" ./test/e2e || exit 1
 mapfile -t tests < <(cd test/e2e && "$bin/e2e.test" -test.list '.*' | grep -E '^(Test|Fuzz|Example)')
+if [ ${#tests[@]} -eq 0 ]; then # a listing that failed must not pass as "no tests"
+  echo "test-suites: test/e2e lists no tests" >&2
+  exit 1
+fi
 for ((s = 0; s < shards; s++)); do
   sel=()
   for ((i = s; i < ${#tests[@]}; i += shards)); do sel+=("${tests[i]}"); done
