@@ -19,6 +19,8 @@
 # other packages, and the whole run used about one core of two.
 #
 #   test-suites.sh BIN "1.32 1.35" 'TestA|TestB' [go test args...]
+#
+# The go test args (make's TESTARGS) apply to the packages but test/e2e.
 set -uo pipefail
 bin=$(realpath -m "$1") matrix=$2 matrix_tests=$3
 shift 3

@@ -31,7 +31,8 @@ const (
 )
 
 // imageArchives are the images every node imports (nothing is pulled):
-// the sandbox and the seed's busybox, then kvmount's two.
+// the sandbox and the seed's busybox, then kvmount's driver, provider and
+// sync controller.
 var imageArchives = []string{"pause", "busybox", "secrets-store-csi-driver", "provider-azure", "secrets-sync-controller"}
 
 // images lists the OCI archives in dir, naming the build that makes them;
